@@ -1,0 +1,254 @@
+"""Usage as an addable value, and the ledger behind ``client.stats()``.
+
+The ledger is safe from threads and tasks alike: every update is a few dictionary
+operations under one ``threading.Lock`` with no await inside, so an event loop never
+blocks on it for long and threads never see a half-updated record.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from .types import Usage
+
+__all__ = ["Ledger", "ModelStats", "Stats", "TokenUsage"]
+
+
+def _sum_known(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+class TokenUsage(BaseModel):
+    """Tokens and USD of one or more calls; ``a + b`` adds them.
+
+    ``cost_usd`` is None only when no part of it is known (an unpriced model), never 0 for
+    "unknown"; ``unpriced_requests`` says how many calls the cost leaves out.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    requests: int = 0
+    input_tokens: int = 0
+    """Prompt tokens, cached ones included."""
+    output_tokens: int = 0
+    """Completion tokens, reasoning ones included."""
+    cached_tokens: int = 0
+    """Prompt tokens read from the provider's cache (part of ``input_tokens``)."""
+    reasoning_tokens: int = 0
+    """Completion tokens spent thinking (part of ``output_tokens``)."""
+    cost_usd: Decimal | None = None
+    unpriced_requests: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def from_usage(cls, usage: Usage | None, cost: Decimal | None) -> TokenUsage:
+        if usage is None:
+            return cls(requests=1, cost_usd=cost, unpriced_requests=int(cost is None))
+        return cls(
+            requests=1,
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=cost,
+            unpriced_requests=int(cost is None),
+        )
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        if not isinstance(other, TokenUsage):
+            return NotImplemented
+        return TokenUsage(
+            requests=self.requests + other.requests,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cost_usd=_sum_known(self.cost_usd, other.cost_usd),
+            unpriced_requests=self.unpriced_requests + other.unpriced_requests,
+        )
+
+
+class ModelStats(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    usage: TokenUsage
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+
+
+class Stats(BaseModel):
+    """A snapshot of a client's ledger. Latencies in seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requests: int
+    """Calls made (a call with retries counts once)."""
+    successes: int
+    errors: dict[str, int]
+    """Failed calls by error class name."""
+    retries: int
+    """Extra attempts across all calls."""
+    streams_abandoned: int
+    """Streams the caller left before the end (the server may still bill them)."""
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    ttft_p50: float | None
+    """Time to first token of streams."""
+    ttft_p95: float | None
+    ttft_p99: float | None
+    usage: TokenUsage
+    by_model: dict[str, ModelStats]
+    breakers: dict[str, str] = {}
+    """Circuit breaker state by key."""
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return self.usage.cost_usd
+
+
+def quantile(samples: Iterable[float], q: float) -> float | None:
+    """Nearest-rank quantile; None for no samples."""
+    ordered = sorted(samples)
+    if not ordered:
+        return None
+    rank = max(0, min(len(ordered) - 1, int(q * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class _ModelRecord:
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+
+class Ledger:
+    """Counts calls, errors, retries, latencies, tokens and cost. One per client."""
+
+    def __init__(self, *, window: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._window = window
+        self.reset()
+
+    def reset(self) -> None:
+        with getattr(self, "_lock", threading.Lock()):
+            self._requests = 0
+            self._successes = 0
+            self._errors: dict[str, int] = {}
+            self._retries = 0
+            self._abandoned = 0
+            self._latency: deque[float] = deque(maxlen=self._window)
+            self._ttft: deque[float] = deque(maxlen=self._window)
+            self._models: dict[str, _ModelRecord] = {}
+
+    def record_success(
+        self,
+        model: str,
+        usage: TokenUsage | None,
+        latency: float,
+        *,
+        retries: int = 0,
+        ttft: float | None = None,
+    ) -> None:
+        with self._lock:
+            self._requests += 1
+            self._successes += 1
+            self._retries += retries
+            self._latency.append(latency)
+            if ttft is not None:
+                self._ttft.append(ttft)
+            rec = self._models.get(model)
+            if rec is None:
+                rec = self._models[model] = _ModelRecord()
+            rec.latencies.append(latency)
+            if usage is not None:
+                rec.usage = rec.usage + usage
+
+    def record_failure(
+        self,
+        error: BaseException,
+        *,
+        retries: int = 0,
+        model: str | None = None,
+        usage: TokenUsage | None = None,
+    ) -> None:
+        name = type(error).__name__
+        with self._lock:
+            self._requests += 1
+            self._retries += retries
+            self._errors[name] = self._errors.get(name, 0) + 1
+            if model is not None and usage is not None:
+                rec = self._models.setdefault(model, _ModelRecord())
+                rec.usage = rec.usage + usage
+
+    def record_abandoned(
+        self, model: str, usage: TokenUsage | None, *, retries: int = 0, ttft: float | None = None
+    ) -> None:
+        with self._lock:
+            self._requests += 1
+            self._abandoned += 1
+            self._retries += retries
+            if ttft is not None:
+                self._ttft.append(ttft)
+            if usage is not None:
+                rec = self._models.setdefault(model, _ModelRecord())
+                rec.usage = rec.usage + usage
+
+    def usage(self) -> TokenUsage:
+        with self._lock:
+            total = TokenUsage()
+            for rec in self._models.values():
+                total = total + rec.usage
+            return total
+
+    def snapshot(self, *, breakers: dict[str, str] | None = None) -> Stats:
+        with self._lock:
+            latency = list(self._latency)
+            ttft = list(self._ttft)
+            models = {m: (r.usage, list(r.latencies)) for m, r in self._models.items()}
+            counts: dict[str, Any] = {
+                "requests": self._requests,
+                "successes": self._successes,
+                "errors": dict(self._errors),
+                "retries": self._retries,
+                "streams_abandoned": self._abandoned,
+            }
+        # Sorting happens outside the lock so a stats() call never stalls the hot path.
+        total = TokenUsage()
+        by_model = {}
+        for m, (usage, lat) in models.items():
+            total = total + usage
+            by_model[m] = ModelStats(
+                usage=usage,
+                latency_p50=quantile(lat, 0.5),
+                latency_p95=quantile(lat, 0.95),
+                latency_p99=quantile(lat, 0.99),
+            )
+        return Stats(
+            **counts,
+            latency_p50=quantile(latency, 0.5),
+            latency_p95=quantile(latency, 0.95),
+            latency_p99=quantile(latency, 0.99),
+            ttft_p50=quantile(ttft, 0.5),
+            ttft_p95=quantile(ttft, 0.95),
+            ttft_p99=quantile(ttft, 0.99),
+            usage=total,
+            by_model=by_model,
+            breakers=breakers or {},
+        )

@@ -1,0 +1,372 @@
+"""``HolySheepClient`` and ``AsyncHolySheepClient``: one pipeline, two thin drivers.
+
+Everything but waiting and sending lives in :class:`_ClientBase` and
+:mod:`holysheep_core.pipeline`; each client adds only how to sleep and how to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .accounting import Stats
+from .config import ClientConfig
+from .errors import HolySheepError
+from .params import build_chat_body, build_embeddings_body, encode_json
+from .pipeline import Flow, Pipeline, Wait
+from .streams import AsyncChatStream, ChatStream, _StreamBook
+from .transport.aiohttp_backend import AiohttpTransport
+from .transport.base import AsyncTransport, Reply, Send, SyncTransport
+from .transport.httpx_backend import AsyncHttpxTransport, HttpxTransport
+from .types import ChatCompletion, EmbeddingResponse, Model, ModelList
+
+__all__ = ["AsyncHolySheepClient", "Health", "HolySheepClient"]
+
+EMBEDDING_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    ok: bool
+    latency: float
+    """Seconds the check took."""
+    status_code: int | None = None
+    error: str | None = None
+
+
+class _ClientBase:
+    def __init__(self, config: ClientConfig | None = None, **settings: Any) -> None:
+        if config is not None and settings:
+            raise TypeError("pass either config= or settings, not both")
+        self.config = config or ClientConfig.resolve(**settings)
+        self._pipeline = Pipeline(self.config)
+        self._closed = False
+
+    # Read-only views users reach for.
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    @property
+    def prices(self) -> Any:
+        return self._pipeline.prices
+
+    @property
+    def ledger(self) -> Any:
+        return self._pipeline.ledger
+
+    def stats(self) -> Stats:
+        """Requests, errors, retries, latency and TTFT quantiles, tokens and cost by model."""
+        return self._pipeline.ledger.snapshot()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.config.base_url!r})"
+
+    # --- building requests (checked before any network call) ------------------------
+
+    def _chat_send(
+        self, model: str, messages: Sequence[Any], params: Mapping[str, Any], stream: bool
+    ) -> Send:
+        self._check_open()
+        body = build_chat_body(
+            model, messages, params, stream=stream, include_usage=self.config.include_usage
+        )
+        return Send("POST", "/chat/completions", encode_json(body), stream=stream)
+
+    def _embeddings_sends(
+        self, model: str, input: str | list[str], params: Mapping[str, Any], batch_size: int
+    ) -> list[Send]:
+        self._check_open()
+        build_embeddings_body(model, input, params)  # whole input checked before any batch
+        texts = [input] if isinstance(input, str) else input
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        return [
+            Send(
+                "POST",
+                "/embeddings",
+                encode_json(build_embeddings_body(model, texts[i : i + batch_size], params)),
+            )
+            for i in range(0, len(texts), batch_size)
+        ]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed")
+
+    # --- after the flow ---------------------------------------------------------------
+
+    def _chat_result(
+        self, reply: Reply, attempts: int, model: str, started: float
+    ) -> ChatCompletion:
+        p = self._pipeline
+        completion = p.parse(reply, ChatCompletion)
+        completion._cost_usd = p.book(
+            model,
+            completion.model,
+            completion.usage,
+            started=started,
+            attempts=attempts,
+            request_id=reply.request_id,
+        )
+        completion._attempts = attempts
+        return completion
+
+    def _embeddings_result(
+        self, results: list[tuple[Reply, int]], model: str, started: float
+    ) -> EmbeddingResponse:
+        p = self._pipeline
+        parts = [p.parse(reply, EmbeddingResponse) for reply, _ in results]
+        merged = _merge_embeddings(parts)
+        attempts = sum(a for _, a in results)
+        usage = None
+        if merged.usage is not None:
+            from .types import Usage
+
+            usage = Usage(
+                prompt_tokens=merged.usage.prompt_tokens, total_tokens=merged.usage.total_tokens
+            )
+        merged._cost_usd = p.book(
+            model,
+            merged.model,
+            usage,
+            started=started,
+            attempts=attempts - len(results) + 1,
+            request_id=results[-1][0].request_id,
+        )
+        merged._attempts = attempts
+        return merged
+
+
+def _merge_embeddings(parts: list[EmbeddingResponse]) -> EmbeddingResponse:
+    if len(parts) == 1:
+        return parts[0]
+    data, offset, prompt, total = [], 0, 0, 0
+    for part in parts:
+        for item in sorted(part.data, key=lambda e: e.index):
+            data.append(item.model_copy(update={"index": offset + item.index}))
+        offset += len(part.data)
+        if part.usage is not None:
+            prompt += part.usage.prompt_tokens
+            total += part.usage.total_tokens
+    first = parts[0]
+    return first.model_copy(
+        update={
+            "data": data,
+            "usage": first.usage.model_copy(update={"prompt_tokens": prompt, "total_tokens": total})
+            if first.usage is not None
+            else None,
+        }
+    )
+
+
+class HolySheepClient(_ClientBase):
+    """Sync client with one pooled, thread-safe connection pool.
+
+    Args: ``api_key`` (else ``HOLYSHEEP_API_KEY``), ``base_url`` (else
+    ``HOLYSHEEP_BASE_URL``, else the public endpoint), ``timeout``, ``max_retries``, and any
+    other :class:`ClientConfig` field; or a whole ``config=``.
+
+    Raises: ``ConfigurationError`` for a missing or malformed key, before any request.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        transport: SyncTransport | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(config, **settings)
+        self._transport = transport or HttpxTransport(self.config)
+
+    def _run(self, flow: Flow) -> tuple[Reply, int]:
+        try:
+            action = next(flow)
+            while True:
+                if isinstance(action, Wait):
+                    time.sleep(action.seconds)
+                    action = next(flow)
+                    continue
+                try:
+                    outcome: Reply | HolySheepError = self._transport.send(action)
+                except HolySheepError as exc:
+                    outcome = exc
+                action = flow.send(outcome)
+        except StopIteration as stop:
+            return stop.value
+        except HolySheepError as exc:
+            self._pipeline.fail(exc)
+            raise
+
+    def chat_completion(
+        self, *, model: str, messages: Sequence[Any], **params: Any
+    ) -> ChatCompletion:
+        """One chat completion. ``params`` are wire parameters (temperature, tools, ...).
+
+        Raises: ``InvalidRequestError`` before the network for bad arguments; an
+        ``APIStatusError`` subclass, ``APIConnectionError`` or ``APITimeoutError`` once
+        retries are spent.
+        """
+        send = self._chat_send(model, messages, params, stream=False)
+        started = self._pipeline.clock()
+        reply, attempts = self._run(self._pipeline.attempts(send, model=model))
+        return self._chat_result(reply, attempts, model, started)
+
+    def stream_chat_completion(
+        self, *, model: str, messages: Sequence[Any], **params: Any
+    ) -> ChatStream:
+        """A streamed chat completion. Errors before the first byte are retried and raised
+        here; after it, a failure raises ``StreamError`` from the iteration."""
+        send = self._chat_send(model, messages, params, stream=True)
+        started = self._pipeline.clock()
+        reply, attempts = self._run(self._pipeline.attempts(send, model=model))
+        return ChatStream(_StreamBook(self._pipeline, reply, model, started, attempts))
+
+    def embeddings(
+        self,
+        *,
+        model: str,
+        input: str | list[str],
+        batch_size: int = EMBEDDING_BATCH,
+        **params: Any,
+    ) -> EmbeddingResponse:
+        """Embeddings for one text or many; long lists go out in ``batch_size`` requests."""
+        sends = self._embeddings_sends(model, input, params, batch_size)
+        started = self._pipeline.clock()
+        results = [self._run(self._pipeline.attempts(s, model=model)) for s in sends]
+        return self._embeddings_result(results, model, started)
+
+    def models(self) -> list[Model]:
+        self._check_open()
+        reply, _ = self._run(self._pipeline.attempts(Send("GET", "/models"), model="-"))
+        return self._pipeline.parse(reply, ModelList).data
+
+    def health_check(self, timeout: float = 5.0) -> Health:
+        """Whether the API answers ``GET /models`` with this key. Never raises."""
+        start = time.monotonic()
+        try:
+            reply = self._transport.send(Send("GET", "/models", timeout=timeout))
+        except HolySheepError as exc:
+            return Health(False, time.monotonic() - start, None, str(exc))
+        error = None if reply.ok else reply.body[:200].decode("utf-8", "replace")
+        return Health(reply.ok, time.monotonic() - start, reply.status, error)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    def __enter__(self) -> HolySheepClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncHolySheepClient(_ClientBase):
+    """Async client. The default transport is aiohttp (``async_backend="aiohttp"``);
+    ``async_backend="httpx"`` uses httpx. Safe to share across tasks, and across event
+    loops (one pool per loop)."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        transport: AsyncTransport | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(config, **settings)
+        if transport is None:
+            backend = self.config.async_backend
+            transport = (
+                AiohttpTransport(self.config)
+                if backend == "aiohttp"
+                else (AsyncHttpxTransport(self.config))
+            )
+        self._transport = transport
+
+    async def _run(self, flow: Flow) -> tuple[Reply, int]:
+        try:
+            action = next(flow)
+            while True:
+                if isinstance(action, Wait):
+                    await asyncio.sleep(action.seconds)
+                    action = next(flow)
+                    continue
+                try:
+                    outcome: Reply | HolySheepError = await self._transport.send(action)
+                except HolySheepError as exc:
+                    outcome = exc
+                action = flow.send(outcome)
+        except StopIteration as stop:
+            return stop.value
+        except HolySheepError as exc:
+            self._pipeline.fail(exc)
+            raise
+
+    async def chat_completion(
+        self, *, model: str, messages: Sequence[Any], **params: Any
+    ) -> ChatCompletion:
+        """Async twin of :meth:`HolySheepClient.chat_completion`."""
+        send = self._chat_send(model, messages, params, stream=False)
+        started = self._pipeline.clock()
+        reply, attempts = await self._run(self._pipeline.attempts(send, model=model))
+        return self._chat_result(reply, attempts, model, started)
+
+    async def stream_chat_completion(
+        self, *, model: str, messages: Sequence[Any], **params: Any
+    ) -> AsyncChatStream:
+        """Async twin of :meth:`HolySheepClient.stream_chat_completion`:
+        ``async with await client.stream_chat_completion(...) as stream: async for ...``."""
+        send = self._chat_send(model, messages, params, stream=True)
+        started = self._pipeline.clock()
+        reply, attempts = await self._run(self._pipeline.attempts(send, model=model))
+        return AsyncChatStream(_StreamBook(self._pipeline, reply, model, started, attempts))
+
+    async def embeddings(
+        self,
+        *,
+        model: str,
+        input: str | list[str],
+        batch_size: int = EMBEDDING_BATCH,
+        **params: Any,
+    ) -> EmbeddingResponse:
+        """Async twin of :meth:`HolySheepClient.embeddings`; batches go out concurrently."""
+        sends = self._embeddings_sends(model, input, params, batch_size)
+        started = self._pipeline.clock()
+        results = await asyncio.gather(
+            *(self._run(self._pipeline.attempts(s, model=model)) for s in sends)
+        )
+        return self._embeddings_result(list(results), model, started)
+
+    async def models(self) -> list[Model]:
+        self._check_open()
+        reply, _ = await self._run(self._pipeline.attempts(Send("GET", "/models"), model="-"))
+        return self._pipeline.parse(reply, ModelList).data
+
+    async def health_check(self, timeout: float = 5.0) -> Health:
+        """Whether the API answers ``GET /models`` with this key. Never raises."""
+        start = time.monotonic()
+        try:
+            reply = await self._transport.send(Send("GET", "/models", timeout=timeout))
+        except HolySheepError as exc:
+            return Health(False, time.monotonic() - start, None, str(exc))
+        error = None if reply.ok else reply.body[:200].decode("utf-8", "replace")
+        return Health(reply.ok, time.monotonic() - start, reply.status, error)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._transport.aclose()
+
+    close = aclose  # the name the sync client and the openai SDK use
+
+    async def __aenter__(self) -> AsyncHolySheepClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,153 @@
+"""Client configuration: from arguments first, then the environment, then defaults.
+
+The API key is a ``SecretStr`` from the moment it enters: it never shows in a repr, a log
+line, an exception or a dump, and a key that cannot be right is refused before any request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from .errors import ConfigurationError
+from .policy.retry import RetryPolicy
+from .pricing import PriceTable
+
+__all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Timeouts", "check_api_key"]
+
+DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
+ENV_KEY = "HOLYSHEEP_API_KEY"
+ENV_BASE_URL = "HOLYSHEEP_BASE_URL"
+
+
+class Timeouts(BaseModel):
+    """Seconds. ``pool`` is how long a call waits for a free connection: short by default so
+    a saturated pool surfaces as ``APITimeoutError`` instead of a silent ten-minute queue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connect: float = Field(5.0, gt=0)
+    read: float = Field(60.0, gt=0)
+    write: float = Field(10.0, gt=0)
+    pool: float = Field(10.0, gt=0)
+
+    @classmethod
+    def of(cls, value: float | Timeouts | Mapping[str, float] | None) -> Timeouts:
+        if value is None:
+            return cls()
+        if isinstance(value, Timeouts):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigurationError(f"timeout must be a positive number, got {value!r}")
+        # One number bounds reads (the long wait); connecting stays short.
+        return cls(
+            connect=min(5.0, float(value)),
+            read=float(value),
+            write=float(value),
+            pool=min(10.0, float(value)),
+        )
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key that cannot be right. The message never contains the key."""
+    if not key:
+        raise ConfigurationError(f"the API key is empty: pass api_key= or set {ENV_KEY}")
+    if key != key.strip() or any(c.isspace() for c in key):
+        raise ConfigurationError(
+            f"the API key contains whitespace (a copy-paste slip?): check api_key= or {ENV_KEY}"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in key) or not key.isascii():
+        raise ConfigurationError(
+            f"the API key contains control or non-ASCII characters: check api_key= or {ENV_KEY}"
+        )
+
+
+Hook = Callable[[Any], None]
+
+
+class ClientConfig(BaseModel):
+    """Everything a client needs; immutable. Build with ``ClientConfig.resolve(...)``."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    api_key: SecretStr
+    base_url: str = DEFAULT_BASE_URL
+    timeout: Timeouts = Timeouts()
+    max_connections: int = Field(100, ge=1)
+    max_keepalive_connections: int = Field(100, ge=0)
+    keepalive_expiry: float = Field(30.0, gt=0)
+    retry: RetryPolicy = RetryPolicy()
+    async_backend: Literal["aiohttp", "httpx"] = "aiohttp"
+    default_headers: Mapping[str, str] = Field(default_factory=dict)
+    prices: PriceTable = Field(default_factory=PriceTable)
+    include_usage: bool = True
+    """Ask for usage on streams (``stream_options.include_usage``)."""
+    on_retry: tuple[Hook, ...] = ()
+    on_usage: tuple[Hook, ...] = ()
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_can_be_right(cls, v: SecretStr) -> SecretStr:
+        check_api_key(v.get_secret_value())
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not v.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://, got {v!r}")
+        return v
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        timeout: float | Timeouts | Mapping[str, float] | None = None,
+        max_retries: int | None = None,
+        env: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> ClientConfig:
+        """Arguments win over ``HOLYSHEEP_API_KEY`` / ``HOLYSHEEP_BASE_URL``, which win over
+        defaults. Raises ``ConfigurationError`` for a missing or malformed key."""
+        env = os.environ if env is None else env
+        if isinstance(api_key, SecretStr):
+            api_key = api_key.get_secret_value()
+        if api_key is None:
+            api_key = env.get(ENV_KEY)
+        if api_key is None:
+            raise ConfigurationError(
+                f"no API key: pass api_key= or set the {ENV_KEY} environment variable"
+            )
+        check_api_key(api_key)
+        values: dict[str, Any] = {"api_key": SecretStr(api_key), **settings}
+        url = base_url or env.get(ENV_BASE_URL)
+        if url:
+            values["base_url"] = url
+        if timeout is not None:
+            values["timeout"] = Timeouts.of(timeout)
+        if max_retries is not None:
+            retry = values.get("retry", RetryPolicy())
+            values["retry"] = _with(retry, max_retries=max_retries)
+        try:
+            return cls(**values)
+        except ConfigurationError:
+            raise
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+
+
+def _with(policy: RetryPolicy, **changes: Any) -> RetryPolicy:
+    from dataclasses import replace
+
+    try:
+        return replace(policy, **changes)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc

@@ -1,0 +1,192 @@
+"""Chat streams: iterate chunks, close early to release the connection.
+
+Both stream classes share :class:`_StreamBook`, which keeps the books of one stream (first
+token time, usage, cost, how it ended) so a stream is recorded exactly once, however it
+ends: finished, failed mid-way, or left early by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from .errors import HolySheepError, StreamError
+from .pipeline import Pipeline
+from .streaming import ChunkParser
+from .transport.base import Reply
+from .types import ChatCompletionChunk
+
+__all__ = ["AsyncChatStream", "ChatStream"]
+
+
+class _StreamBook:
+    __slots__ = ("attempts", "closed", "model", "parser", "pipeline", "reply", "started", "ttft")
+
+    def __init__(
+        self, pipeline: Pipeline, reply: Reply, model: str, started: float, attempts: int
+    ) -> None:
+        self.pipeline = pipeline
+        self.reply = reply
+        self.model = model
+        self.started = started
+        self.attempts = attempts
+        self.parser = ChunkParser(request_id=reply.request_id)
+        self.ttft: float | None = None
+        self.closed = False
+
+    def take(self, data: bytes) -> list[ChatCompletionChunk]:
+        chunks = self.parser.feed(data)
+        if chunks and self.ttft is None:
+            self.ttft = self.pipeline.clock() - self.started
+        if self.parser.done and not self.closed:
+            self.closed = True
+            served = chunks[-1].model if chunks else None
+            cost = self.pipeline.book(
+                self.model,
+                served,
+                self.parser.usage,
+                started=self.started,
+                attempts=self.attempts,
+                request_id=self.reply.request_id,
+                stream=True,
+                ttft=self.ttft,
+            )
+            ChunkParser.price_last(chunks, cost)
+        return chunks
+
+    def failed(self, exc: BaseException) -> StreamError:
+        err = (
+            exc
+            if isinstance(exc, StreamError)
+            else self.parser.error(f"the stream broke: {type(exc).__name__}: {exc}", exc)
+        )
+        if not self.closed:
+            self.closed = True
+            self.pipeline.ledger.record_failure(err, retries=self.attempts - 1)
+        return err
+
+    def abandoned(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pipeline.ledger.record_abandoned(
+                self.model, None, retries=self.attempts - 1, ttft=self.ttft
+            )
+
+    @property
+    def request_id(self) -> str | None:
+        return self.reply.request_id
+
+
+class ChatStream:
+    """Iterator of :class:`ChatCompletionChunk`. Use as a context manager, or call
+    :meth:`close`, to release the connection when you stop before the end."""
+
+    def __init__(self, book: _StreamBook) -> None:
+        self._book = book
+        self._body: Any = book.reply.stream
+        self._gen = self._chunks()
+
+    @property
+    def request_id(self) -> str | None:
+        return self._book.request_id
+
+    def _chunks(self) -> Iterator[ChatCompletionChunk]:
+        book = self._book
+        try:
+            # Read to the end even after [DONE], so the connection goes back to the pool.
+            for data in self._body.iter_bytes():
+                yield from book.take(data)
+            yield from book.take(b"")
+        except HolySheepError as exc:
+            raise book.failed(exc) from exc.__cause__
+        except Exception as exc:  # transport failures: reset, timeout, protocol error
+            raise book.failed(exc) from exc
+        finally:
+            self._body.close()
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._book.abandoned()
+        self._gen.close()
+        self._body.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._book.closed:
+            self.close()
+
+
+class AsyncChatStream:
+    """Async iterator of :class:`ChatCompletionChunk`; ``async with`` or :meth:`aclose`
+    releases the connection when you stop before the end."""
+
+    def __init__(self, book: _StreamBook) -> None:
+        self._book = book
+        self._body: Any = book.reply.stream
+        self._iter: AsyncIterator[bytes] | None = None
+        self._ready: list[ChatCompletionChunk] = []
+        self._pos = 0
+        self._eof = False
+
+    @property
+    def request_id(self) -> str | None:
+        return self._book.request_id
+
+    def __aiter__(self) -> AsyncChatStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        # A plain class rather than an async generator: leaving early then needs no
+        # event-loop finaliser, and close() works from __del__.
+        book = self._book
+        while self._pos >= len(self._ready):
+            if self._eof:
+                await self._finish()
+                raise StopAsyncIteration
+            if self._iter is None:
+                self._iter = self._body.aiter_bytes()
+            try:
+                try:
+                    data = await self._iter.__anext__()
+                except StopAsyncIteration:
+                    data = b""
+                    self._eof = True
+                self._ready = book.take(data)
+                self._pos = 0
+            except HolySheepError as exc:
+                await self._finish()
+                raise book.failed(exc) from exc.__cause__
+            except Exception as exc:
+                await self._finish()
+                raise book.failed(exc) from exc
+        chunk = self._ready[self._pos]
+        self._pos += 1
+        return chunk
+
+    async def _finish(self) -> None:
+        await self._body.aclose()
+
+    async def aclose(self) -> None:
+        self._book.abandoned()
+        await self._body.aclose()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if not self._book.closed:
+            self._book.abandoned()
+            self._body.close()

@@ -1,0 +1,175 @@
+"""httpx transports: the sync client's, and an async one for those who want httpx there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from ..config import ClientConfig
+from ..errors import APIConnectionError, APITimeoutError, HolySheepError
+from .base import Reply, Send
+from .headers import default_headers
+
+__all__ = ["AsyncHttpxTransport", "HttpxTransport", "convert_httpx_error"]
+
+
+def _limits(config: ClientConfig) -> tuple[httpx.Timeout, httpx.Limits]:
+    t = config.timeout
+    return (
+        httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+        httpx.Limits(
+            max_connections=config.max_connections,
+            max_keepalive_connections=config.max_keepalive_connections,
+            keepalive_expiry=config.keepalive_expiry,
+        ),
+    )
+
+
+def _timeout(config: ClientConfig, cap: float | None) -> Any:
+    if cap is None:
+        return httpx.USE_CLIENT_DEFAULT
+    t = config.timeout
+    return httpx.Timeout(
+        connect=min(t.connect, cap),
+        read=min(t.read, cap),
+        write=min(t.write, cap),
+        pool=min(t.pool, cap),
+    )
+
+
+def convert_httpx_error(exc: Exception) -> HolySheepError:
+    """The most specific of our errors for an httpx failure (the key is never in it)."""
+    if isinstance(exc, httpx.PoolTimeout):
+        return APITimeoutError(
+            "timed out waiting for a free connection: the pool is saturated "
+            "(raise max_connections or lower concurrency)"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"request timed out ({type(exc).__name__})")
+    return APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}")
+
+
+class _SyncBody:
+    __slots__ = ("_response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return self._response.iter_bytes()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class HttpxTransport:
+    """One pooled ``httpx.Client`` for the life of a sync client; thread-safe."""
+
+    def __init__(self, config: ClientConfig, *, client: httpx.Client | None = None) -> None:
+        self._config = config
+        timeout, limits = _limits(config)
+        self._owns = client is None
+        self._client = client or httpx.Client(timeout=timeout, limits=limits)
+        self._headers = default_headers(config)
+        self._base = config.base_url
+
+    def send(self, request: Send) -> Reply:
+        client = self._client
+        headers = {**self._headers, **request.headers} if request.headers else self._headers
+        try:
+            req = client.build_request(
+                request.method,
+                self._base + request.path,
+                content=request.body,
+                headers=headers,
+                timeout=_timeout(self._config, request.timeout),
+            )
+            response = client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            raise convert_httpx_error(exc) from exc
+        if request.stream and response.is_success:
+            return Reply(response.status_code, response.headers, stream=_SyncBody(response))
+        try:
+            body = response.read()
+        except httpx.HTTPError as exc:
+            raise convert_httpx_error(exc) from exc
+        finally:
+            response.close()
+        return Reply(response.status_code, response.headers, body)
+
+    def close(self) -> None:
+        if self._owns:
+            self._client.close()
+
+
+class _AsyncBody:
+    __slots__ = ("_response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_bytes()
+
+    def close(self) -> None:
+        # Called from __del__ or sync code: schedule the close if a loop is running.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._response.aclose())
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class AsyncHttpxTransport:
+    """httpx.AsyncClient per event loop (an httpx pool cannot cross loops)."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._config = config
+        self._headers = default_headers(config)
+        self._base = config.base_url
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            for old in [lp for lp in self._clients if lp.is_closed()]:
+                del self._clients[old]  # its sockets died with their loop
+            timeout, limits = _limits(self._config)
+            client = self._clients[loop] = httpx.AsyncClient(timeout=timeout, limits=limits)
+        return client
+
+    async def send(self, request: Send) -> Reply:
+        client = self._client()
+        headers = {**self._headers, **request.headers} if request.headers else self._headers
+        try:
+            req = client.build_request(
+                request.method,
+                self._base + request.path,
+                content=request.body,
+                headers=headers,
+                timeout=_timeout(self._config, request.timeout),
+            )
+            response = await client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            raise convert_httpx_error(exc) from exc
+        if request.stream and response.is_success:
+            return Reply(response.status_code, response.headers, stream=_AsyncBody(response))
+        try:
+            body = await response.aread()
+        except httpx.HTTPError as exc:
+            raise convert_httpx_error(exc) from exc
+        finally:
+            await response.aclose()
+        return Reply(response.status_code, response.headers, body)
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        clients, self._clients = self._clients, {}
+        for lp, client in clients.items():
+            if lp is loop:
+                await client.aclose()
