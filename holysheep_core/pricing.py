@@ -90,7 +90,7 @@ class PriceTable:
 
     @classmethod
     def from_file(cls, path: str | Path, *, base: PriceTable | None = None) -> PriceTable:
-        """Overrides from JSON: ``{"model": {"input": 1.0, "output": 2.0, "cached_input": 0.5}}``."""
+        """Overrides from JSON: ``{"model": {"input": 1, "output": 2, "cached_input": 0.5}}``."""
         data = json.loads(Path(path).read_text())
         return (base or cls()).with_prices(data)
 
@@ -159,6 +159,15 @@ class PriceTable:
         if price is None:
             return None
         return self.cost_of_tokens(price, prompt_tokens, max_output_tokens)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (tuple(sorted(self._prices.items())), tuple(sorted(self._profiles.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PriceTable) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def __repr__(self) -> str:
         return f"PriceTable(models={self.models})"

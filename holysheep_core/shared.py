@@ -1,0 +1,64 @@
+"""Clients shared between framework objects that have the same settings.
+
+A LangChain or LlamaIndex app builds many model objects (one per chain, per agent, per
+call of ``with_config``); giving each its own pool exhausts sockets (langchain #32489).
+Adapters ask here instead: objects whose settings match share one client, and so one pool.
+The key holds a hash of the API key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any, Literal, overload
+
+from .client import AsyncHolySheepClient, HolySheepClient
+from .config import ClientConfig
+
+__all__ = ["shared_client"]
+
+_lock = threading.Lock()
+_clients: dict[tuple[Any, ...], HolySheepClient | AsyncHolySheepClient] = {}
+
+
+def _fingerprint(config: ClientConfig) -> tuple[Any, ...]:
+    key = hashlib.sha256(config.api_key.get_secret_value().encode()).hexdigest()
+    return (
+        key,
+        config.base_url,
+        config.timeout,
+        config.max_connections,
+        config.max_keepalive_connections,
+        config.keepalive_expiry,
+        config.retry,
+        config.async_backend,
+        tuple(sorted(config.default_headers.items())),
+        config.prices,
+        config.include_usage,
+        config.on_retry,
+        config.on_usage,
+    )
+
+
+@overload
+def shared_client(
+    config: ClientConfig, *, asynchronous: Literal[False] = False
+) -> HolySheepClient: ...
+@overload
+def shared_client(config: ClientConfig, *, asynchronous: Literal[True]) -> AsyncHolySheepClient: ...
+
+
+def shared_client(
+    config: ClientConfig, *, asynchronous: bool = False
+) -> HolySheepClient | AsyncHolySheepClient:
+    """The process's client for these settings, created on first use."""
+    fp = (asynchronous, *_fingerprint(config))
+    client = _clients.get(fp)
+    if client is not None and not client._closed:
+        return client
+    with _lock:
+        client = _clients.get(fp)
+        if client is None or client._closed:
+            client = AsyncHolySheepClient(config) if asynchronous else HolySheepClient(config)
+            _clients[fp] = client
+        return client
