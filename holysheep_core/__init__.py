@@ -25,8 +25,12 @@ from .errors import (
     StreamError,
     UnprocessableEntityError,
 )
-from .hooks import RetryScheduled, UsageRecorded
+from .hooks import BreakerChanged, FallbackUsed, RetryScheduled, UsageRecorded
+from .policy.breaker import BreakerPolicy, CircuitState
+from .policy.budget import Budget, budget_scope
+from .policy.ratelimit import Limit, RateLimits
 from .policy.retry import RetryPolicy
+from .policy.store import InMemoryStore, StateStore
 from .pricing import ModelPrice, ModelProfile, PriceTable
 from .streams import AsyncChatStream, ChatStream
 from .types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Model, Usage
@@ -43,22 +47,29 @@ __all__ = [
     "AsyncHolySheepClient",
     "AuthenticationError",
     "BadRequestError",
+    "BreakerChanged",
+    "BreakerPolicy",
+    "Budget",
     "BudgetExceededError",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatStream",
     "CircuitOpenError",
+    "CircuitState",
     "ClientConfig",
     "ConfigurationError",
     "ConflictError",
     "ContextLengthExceededError",
     "EmbeddingResponse",
+    "FallbackUsed",
     "Health",
     "HolySheepClient",
     "HolySheepError",
+    "InMemoryStore",
     "InternalServerError",
     "InvalidRequestError",
     "Ledger",
+    "Limit",
     "Model",
     "ModelPrice",
     "ModelProfile",
@@ -66,8 +77,10 @@ __all__ = [
     "PermissionDeniedError",
     "PriceTable",
     "RateLimitError",
+    "RateLimits",
     "RetryPolicy",
     "RetryScheduled",
+    "StateStore",
     "Stats",
     "StreamError",
     "Timeouts",
@@ -76,4 +89,5 @@ __all__ = [
     "Usage",
     "UsageRecorded",
     "__version__",
+    "budget_scope",
 ]

@@ -7,6 +7,7 @@ blocks on it for long and threads never see a half-updated record.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -124,11 +125,12 @@ class Stats(BaseModel):
 
 
 def quantile(samples: Iterable[float], q: float) -> float | None:
-    """Nearest-rank quantile; None for no samples."""
+    """Nearest-rank quantile (the ``ceil(q * n)``-th smallest); None for no samples."""
     ordered = sorted(samples)
     if not ordered:
         return None
-    rank = max(0, min(len(ordered) - 1, int(q * len(ordered) + 0.5) - 1))
+    # The epsilon keeps float noise (0.07 * 100 = 7.000000000000001) from moving a rank up.
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered) - 1e-9) - 1))
     return ordered[rank]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,9 +37,9 @@ UseEmulator = Annotated[
 
 
 @contextlib.contextmanager
-def endpoint(use_emulator: bool | None) -> Iterator[tuple[str, str, bool]]:
-    """(base_url, api_key, emulated) for the chosen target; the emulator lives as long as
-    the block."""
+def endpoint(use_emulator: bool | None) -> Iterator[tuple[str, str, Any]]:
+    """(base_url, api_key, emulator or None) for the chosen target; the emulator lives as
+    long as the block."""
     key = os.environ.get(ENV_KEY)
     if use_emulator is None:
         use_emulator = not key
@@ -48,12 +48,16 @@ def endpoint(use_emulator: bool | None) -> Iterator[tuple[str, str, bool]]:
             raise typer.BadParameter(f"--live needs {ENV_KEY} to be set")
         from .config import DEFAULT_BASE_URL
 
-        yield os.environ.get(ENV_BASE_URL, DEFAULT_BASE_URL), key, False
+        yield os.environ.get(ENV_BASE_URL, DEFAULT_BASE_URL), key, None
         return
     from .emulator import Emulator
 
-    with Emulator(api_key=EMULATOR_KEY) as url:
-        yield url, EMULATOR_KEY, True
+    emu = Emulator(api_key=EMULATOR_KEY)
+    url = emu.start()
+    try:
+        yield url, EMULATOR_KEY, emu
+    finally:
+        emu.stop()
 
 
 @app.command()
@@ -66,9 +70,9 @@ def demo(
     """Run the tour: LangChain and LlamaIndex over HolySheep, a ridden-out 429, a cost table."""
     from .demo import run_demo
 
-    with endpoint(use_emulator) as (url, key, emulated):
-        run_demo(console, base_url=url, api_key=key, emulated=emulated, model=model,
-                 second_model=second_model)
+    with endpoint(use_emulator) as (url, key, emu):
+        run_demo(console, base_url=url, api_key=key, emulated=emu is not None, model=model,
+                 second_model=second_model, emulator=emu)
 
 
 @app.command()

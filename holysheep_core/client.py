@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from .accounting import Stats
 from .config import ClientConfig
-from .errors import HolySheepError
+from .errors import HolySheepError, InvalidRequestError
 from .params import build_chat_body, build_embeddings_body, encode_json
-from .pipeline import Flow, Pipeline, Wait
+from .pipeline import Pipeline, Plan, Served, Wait
+from .policy.fallback import check_models, model_chain
+from .policy.ratelimit import estimate_tokens
 from .streams import AsyncChatStream, ChatStream, _StreamBook
 from .transport.aiohttp_backend import AiohttpTransport
 from .transport.base import AsyncTransport, Reply, Send, SyncTransport
 from .transport.httpx_backend import AsyncHttpxTransport, HttpxTransport
-from .types import ChatCompletion, EmbeddingResponse, Model, ModelList
+from .types import ChatCompletion, EmbeddingResponse, Model, ModelList, Usage
 
 __all__ = ["AsyncHolySheepClient", "Health", "HolySheepClient"]
 
 EMBEDDING_BATCH = 512
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,32 +63,46 @@ class _ClientBase:
         return self._pipeline.ledger
 
     def stats(self) -> Stats:
-        """Requests, errors, retries, latency and TTFT quantiles, tokens and cost by model."""
-        return self._pipeline.ledger.snapshot()
+        """Requests, errors, retries, latency and TTFT quantiles, tokens and cost by model,
+        and the state of each circuit breaker."""
+        return self._pipeline.ledger.snapshot(breakers=self._pipeline.policies.breaker_states())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.config.base_url!r})"
 
     # --- building requests (checked before any network call) ------------------------
 
-    def _chat_send(
+    def _chat_plan(
         self, model: str, messages: Sequence[Any], params: Mapping[str, Any], stream: bool
-    ) -> Send:
+    ) -> Plan:
         self._check_open()
+        fallbacks = self.config.fallback_models
+        if "fallback_models" in params:  # a call option, never part of the wire body
+            params = dict(params)
+            chosen = params.pop("fallback_models")
+            if chosen is not None:
+                fallbacks = check_models(chosen)
         body = build_chat_body(
             model, messages, params, stream=stream, include_usage=self.config.include_usage
         )
-        return Send("POST", "/chat/completions", encode_json(body), stream=stream)
+        send = Send("POST", "/chat/completions", encode_json(body), stream=stream)
+        models = model_chain(model, fallbacks) if fallbacks else (model,)
 
-    def _embeddings_sends(
+        def resend(other: str) -> Send:
+            return replace(send, body=encode_json({**body, "model": other}))
+
+        max_out = body.get("max_completion_tokens") or body.get("max_tokens")
+        return Plan(send, models, resend, estimate_tokens(send.body), max_out, body.get("n") or 1)
+
+    def _embeddings_plans(
         self, model: str, input: str | list[str], params: Mapping[str, Any], batch_size: int
-    ) -> list[Send]:
+    ) -> list[Plan]:
         self._check_open()
         build_embeddings_body(model, input, params)  # whole input checked before any batch
         texts = [input] if isinstance(input, str) else input
         if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        return [
+            raise InvalidRequestError("batch_size must be >= 1", param="batch_size")
+        sends = [
             Send(
                 "POST",
                 "/embeddings",
@@ -92,6 +110,7 @@ class _ClientBase:
             )
             for i in range(0, len(texts), batch_size)
         ]
+        return [Plan(s, (model,), None, estimate_tokens(s.body), 0) for s in sends]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -99,46 +118,57 @@ class _ClientBase:
 
     # --- after the flow ---------------------------------------------------------------
 
-    def _chat_result(
-        self, reply: Reply, attempts: int, model: str, started: float
-    ) -> ChatCompletion:
+    def _chat_result(self, served: Served, started: float) -> ChatCompletion:
+        # Booked to the model that answered: a fallback's usage and cost are its own.
         p = self._pipeline
-        completion = p.parse(reply, ChatCompletion)
+        reply, attempts = served.reply, served.attempts
+        completion = p.parse(reply, ChatCompletion, attempts=attempts, guard=served.guard)
         completion._cost_usd = p.book(
-            model,
+            served.model,
             completion.model,
             completion.usage,
             started=started,
             attempts=attempts,
             request_id=reply.request_id,
+            guard=served.guard,
         )
         completion._attempts = attempts
+        completion._request_id = reply.request_id
         return completion
 
+    def _chat_stream_book(self, served: Served, started: float) -> _StreamBook:
+        return _StreamBook(
+            self._pipeline, served.reply, served.model, started, served.attempts, served.guard
+        )
+
     def _embeddings_result(
-        self, results: list[tuple[Reply, int]], model: str, started: float
+        self, results: list[Served], model: str, started: float
     ) -> EmbeddingResponse:
         p = self._pipeline
-        parts = [p.parse(reply, EmbeddingResponse) for reply, _ in results]
+        parts = [
+            p.parse(s.reply, EmbeddingResponse, attempts=s.attempts, guard=s.guard) for s in results
+        ]
+        for s, part in zip(results, parts, strict=True):
+            if s.guard is not None:
+                part_usage = _embedding_usage(part)
+                p.settle(s.guard, part_usage, p.prices.cost(model, part_usage))
         merged = _merge_embeddings(parts)
-        attempts = sum(a for _, a in results)
-        usage = None
-        if merged.usage is not None:
-            from .types import Usage
-
-            usage = Usage(
-                prompt_tokens=merged.usage.prompt_tokens, total_tokens=merged.usage.total_tokens
-            )
+        attempts = sum(s.attempts for s in results)
         merged._cost_usd = p.book(
             model,
             merged.model,
-            usage,
+            _embedding_usage(merged),
             started=started,
             attempts=attempts - len(results) + 1,
-            request_id=results[-1][0].request_id,
+            request_id=results[-1].reply.request_id,
         )
         merged._attempts = attempts
         return merged
+
+
+def _embedding_usage(response: EmbeddingResponse) -> Usage | None:
+    u = response.usage
+    return None if u is None else Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens)
 
 
 def _merge_embeddings(parts: list[EmbeddingResponse]) -> EmbeddingResponse:
@@ -183,7 +213,7 @@ class HolySheepClient(_ClientBase):
         super().__init__(config, **settings)
         self._transport = transport or HttpxTransport(self.config)
 
-    def _run(self, flow: Flow) -> tuple[Reply, int]:
+    def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:
         try:
             action = next(flow)
             while True:
@@ -201,6 +231,9 @@ class HolySheepClient(_ClientBase):
         except HolySheepError as exc:
             self._pipeline.fail(exc)
             raise
+        finally:
+            # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
+            flow.close()
 
     def chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
@@ -211,20 +244,19 @@ class HolySheepClient(_ClientBase):
         ``APIStatusError`` subclass, ``APIConnectionError`` or ``APITimeoutError`` once
         retries are spent.
         """
-        send = self._chat_send(model, messages, params, stream=False)
+        plan = self._chat_plan(model, messages, params, stream=False)
         started = self._pipeline.clock()
-        reply, attempts = self._run(self._pipeline.attempts(send, model=model))
-        return self._chat_result(reply, attempts, model, started)
+        return self._chat_result(self._run(self._pipeline.call(plan)), started)
 
     def stream_chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
     ) -> ChatStream:
         """A streamed chat completion. Errors before the first byte are retried and raised
         here; after it, a failure raises ``StreamError`` from the iteration."""
-        send = self._chat_send(model, messages, params, stream=True)
+        plan = self._chat_plan(model, messages, params, stream=True)
         started = self._pipeline.clock()
-        reply, attempts = self._run(self._pipeline.attempts(send, model=model))
-        return ChatStream(_StreamBook(self._pipeline, reply, model, started, attempts))
+        served = self._run(self._pipeline.call(plan))
+        return ChatStream(self._chat_stream_book(served, started))
 
     def embeddings(
         self,
@@ -235,9 +267,9 @@ class HolySheepClient(_ClientBase):
         **params: Any,
     ) -> EmbeddingResponse:
         """Embeddings for one text or many; long lists go out in ``batch_size`` requests."""
-        sends = self._embeddings_sends(model, input, params, batch_size)
+        plans = self._embeddings_plans(model, input, params, batch_size)
         started = self._pipeline.clock()
-        results = [self._run(self._pipeline.attempts(s, model=model)) for s in sends]
+        results = [self._run(self._pipeline.call(plan)) for plan in plans]
         return self._embeddings_result(results, model, started)
 
     def models(self) -> list[Model]:
@@ -289,7 +321,7 @@ class AsyncHolySheepClient(_ClientBase):
             )
         self._transport = transport
 
-    async def _run(self, flow: Flow) -> tuple[Reply, int]:
+    async def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:
         try:
             action = next(flow)
             while True:
@@ -307,25 +339,27 @@ class AsyncHolySheepClient(_ClientBase):
         except HolySheepError as exc:
             self._pipeline.fail(exc)
             raise
+        finally:
+            # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
+            flow.close()
 
     async def chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
     ) -> ChatCompletion:
         """Async twin of :meth:`HolySheepClient.chat_completion`."""
-        send = self._chat_send(model, messages, params, stream=False)
+        plan = self._chat_plan(model, messages, params, stream=False)
         started = self._pipeline.clock()
-        reply, attempts = await self._run(self._pipeline.attempts(send, model=model))
-        return self._chat_result(reply, attempts, model, started)
+        return self._chat_result(await self._run(self._pipeline.call(plan)), started)
 
     async def stream_chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
     ) -> AsyncChatStream:
         """Async twin of :meth:`HolySheepClient.stream_chat_completion`:
         ``async with await client.stream_chat_completion(...) as stream: async for ...``."""
-        send = self._chat_send(model, messages, params, stream=True)
+        plan = self._chat_plan(model, messages, params, stream=True)
         started = self._pipeline.clock()
-        reply, attempts = await self._run(self._pipeline.attempts(send, model=model))
-        return AsyncChatStream(_StreamBook(self._pipeline, reply, model, started, attempts))
+        served = await self._run(self._pipeline.call(plan))
+        return AsyncChatStream(self._chat_stream_book(served, started))
 
     async def embeddings(
         self,
@@ -336,11 +370,9 @@ class AsyncHolySheepClient(_ClientBase):
         **params: Any,
     ) -> EmbeddingResponse:
         """Async twin of :meth:`HolySheepClient.embeddings`; batches go out concurrently."""
-        sends = self._embeddings_sends(model, input, params, batch_size)
+        plans = self._embeddings_plans(model, input, params, batch_size)
         started = self._pipeline.clock()
-        results = await asyncio.gather(
-            *(self._run(self._pipeline.attempts(s, model=model)) for s in sends)
-        )
+        results = await asyncio.gather(*(self._run(self._pipeline.call(p)) for p in plans))
         return self._embeddings_result(list(results), model, started)
 
     async def models(self) -> list[Model]:

@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from .errors import ConfigurationError
+from .policy.breaker import BreakerPolicy
+from .policy.budget import Budget, as_usd
+from .policy.fallback import check_models
+from .policy.ratelimit import RateLimits
 from .policy.retry import RetryPolicy
+from .policy.store import StateStore
 from .pricing import PriceTable
 
 __all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Timeouts", "check_api_key"]
@@ -41,8 +56,11 @@ class Timeouts(BaseModel):
         if isinstance(value, Timeouts):
             return value
         if isinstance(value, Mapping):
-            return cls(**value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            try:
+                return cls(**value)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigurationError(f"timeout must be a positive number, got {value!r}")
         # One number bounds reads (the long wait); connecting stays short.
         return cls(
@@ -73,9 +91,18 @@ Hook = Callable[[Any], None]
 class ClientConfig(BaseModel):
     """Everything a client needs; immutable. Build with ``ClientConfig.resolve(...)``."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    # hide_input_in_errors: a refused key must not come back in the ValidationError's text.
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True)
 
     api_key: SecretStr
+
+    def __init__(self, **data: Any) -> None:
+        # Callers catch ConfigurationError whichever way they built the config.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(str(exc)) from None
+
     base_url: str = DEFAULT_BASE_URL
     timeout: Timeouts = Timeouts()
     max_connections: int = Field(100, ge=1)
@@ -89,12 +116,57 @@ class ClientConfig(BaseModel):
     """Ask for usage on streams (``stream_options.include_usage``)."""
     on_retry: tuple[Hook, ...] = ()
     on_usage: tuple[Hook, ...] = ()
+    breaker: BreakerPolicy | None = None
+    """A circuit breaker per (base URL, model); None = off."""
+    rate_limits: RateLimits | None = None
+    """Client-side requests/s and tokens/min limits, global and per model; None = off."""
+    fallback_models: tuple[str, ...] = ()
+    """Chat models to try in order when the call's model fails (open breaker, retries
+    spent on a retryable error, context too long); a call's ``fallback_models=`` wins."""
+    budget_usd: Budget | Decimal | None = None
+    """A USD cap: a number for this client alone, or a ``Budget`` shared with others."""
+    policy_store: StateStore | None = None
+    """Where breaker and limiter state lives; None = in this client's memory."""
+    on_breaker_change: tuple[Hook, ...] = ()
+    on_fallback: tuple[Hook, ...] = ()
 
     @field_validator("api_key")
     @classmethod
     def _key_can_be_right(cls, v: SecretStr) -> SecretStr:
         check_api_key(v.get_secret_value())
         return v
+
+    # A dump (logs, debugging, LangChain's serialisation) must not fail on the table or the
+    # hooks; the key already dumps masked as a SecretStr.
+    @field_serializer("prices", when_used="json")
+    def _dump_prices(self, prices: PriceTable) -> dict[str, dict[str, str | None]]:
+        return {
+            m: {k: None if v is None else str(v) for k, v in asdict(p).items()}
+            for m in prices.models
+            if (p := prices.price(m)) is not None
+        }
+
+    @field_serializer("on_retry", "on_usage", "on_breaker_change", "on_fallback", when_used="json")
+    def _dump_hooks(self, hooks: tuple[Hook, ...]) -> list[str]:
+        return [getattr(h, "__qualname__", type(h).__qualname__) for h in hooks]
+
+    @field_serializer("budget_usd", "policy_store", when_used="json")
+    def _dump_shared_state(self, value: Any) -> str | None:
+        return None if value is None else repr(value)
+
+    @field_validator("fallback_models", mode="before")
+    @classmethod
+    def _fallback_models(cls, v: Any) -> tuple[str, ...]:
+        return check_models(v)
+
+    @field_validator("budget_usd", mode="before")
+    @classmethod
+    def _budget(cls, v: Any) -> Any:
+        if v is None or isinstance(v, Budget):
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float, str, Decimal)):
+            raise ValueError(f"budget_usd must be a USD amount or a Budget, got {v!r}")
+        return as_usd(v)
 
     @field_validator("base_url")
     @classmethod

@@ -254,18 +254,16 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     """
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
-        try:
-            return max(float(raw_ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        seconds = _number(raw_ms)
+        if seconds is not None:
+            return max(seconds / 1000.0, 0.0)
     raw = headers.get("retry-after")
     if not raw:
         return None
     raw = raw.strip()
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
+    seconds = _number(raw)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError):
@@ -273,6 +271,15 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     if when is None:
         return None
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def _number(text: str) -> float | None:
+    # "nan" parses as a float but is no wait at all: it would reach sleep() and crash there.
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if value != value else value
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:

@@ -14,7 +14,17 @@ from typing import Any
 
 from .accounting import TokenUsage
 
-__all__ = ["RetryScheduled", "UsageRecorded", "log_retry", "logger", "run_hooks"]
+__all__ = [
+    "BreakerChanged",
+    "FallbackUsed",
+    "RetryScheduled",
+    "UsageRecorded",
+    "log_breaker_change",
+    "log_fallback",
+    "log_retry",
+    "logger",
+    "run_hooks",
+]
 
 logger = logging.getLogger("holysheep")
 
@@ -40,6 +50,54 @@ class UsageRecorded:
     """Seconds from the call to its last byte."""
     stream: bool
     request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged:
+    """A circuit breaker moved between ``closed``, ``open`` and ``half_open``."""
+
+    key: str
+    """``model@base_url``, the breaker's key."""
+    model: str
+    old: str
+    new: str
+    failures: int
+    """Consecutive failures that opened it (0 for other transitions)."""
+    retry_after: float | None
+    """Seconds until it lets a probe through, when it just opened."""
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackUsed:
+    """A call gave up on ``model`` and moves on to ``next_model``."""
+
+    model: str
+    next_model: str
+    error_type: str
+    message: str
+    status_code: int | None
+
+
+def log_breaker_change(event: BreakerChanged) -> None:
+    if event.new == "open":
+        logger.warning(
+            "circuit for %s opened after %d consecutive failures; probing again in %.1fs",
+            event.key,
+            event.failures,
+            event.retry_after or 0.0,
+        )
+    else:
+        logger.info("circuit for %s: %s -> %s", event.key, event.old, event.new)
+
+
+def log_fallback(event: FallbackUsed) -> None:
+    logger.warning(
+        "%s failed (%s: %s); falling back to %s",
+        event.model,
+        event.error_type,
+        event.message,
+        event.next_model,
+    )
 
 
 def log_retry(event: RetryScheduled) -> None:

@@ -129,6 +129,8 @@ def _check_tool_choice(choice: Any, tools: Any) -> None:
         name = choice["function"].get("name")
     if not isinstance(name, str):
         raise _fail("tool_choice must be {type: function, function: {name}}", "tool_choice")
+    if tools is not None:
+        _check_tools(tools)  # tool_choice may come first in the kwargs: never index bad tools
     names = {t["function"]["name"] for t in tools or ()}
     if name not in names:
         raise _fail(f"tool_choice names {name!r}, which is not among the tools", "tool_choice")
@@ -213,7 +215,10 @@ def build_embeddings_body(model: str, input: Any, params: Mapping[str, Any]) -> 
         if not input:
             raise _fail("input must not be empty", "input")
     elif isinstance(input, list) and input and all(isinstance(t, str) for t in input):
-        pass
+        # The API refuses an empty text anywhere in the list (400), so refuse it here first.
+        empty = next((i for i, text in enumerate(input) if not text), None)
+        if empty is not None:
+            raise _fail(f"input[{empty}] must not be empty", "input")
     else:
         raise _fail("input must be a non-empty string or a non-empty list of strings", "input")
     body = {"model": model, "input": input}

@@ -5,6 +5,12 @@
 :class:`Reply` or the error) or a :class:`Wait` (sleep this long), and returns the
 successful reply. The clients only drive it: ``time.sleep`` or ``asyncio.sleep``, a sync
 or an async transport. Every decision lives here or in :mod:`holysheep_core.policy`.
+
+:meth:`Pipeline.call` wraps it for a whole call: fallback models in order, each guarded by
+the client's policies (:mod:`holysheep_core.policy.guard`): before an attempt, the rate
+limiter's wait (a :class:`Wait` like any other) and the breaker's pass; after it, the
+breaker's verdict and the server's rate-limit headers. A driver that stops early (a
+cancelled task, Ctrl-C) closes the generator, which gives back what the attempt held.
 """
 
 from __future__ import annotations
@@ -21,12 +27,22 @@ from pydantic import BaseModel, ValidationError
 from .accounting import Ledger, TokenUsage
 from .config import ClientConfig
 from .errors import APIResponseValidationError, APITimeoutError, HolySheepError, error_from_response
-from .hooks import RetryScheduled, UsageRecorded, log_retry, logger, run_hooks
+from .hooks import (
+    FallbackUsed,
+    RetryScheduled,
+    UsageRecorded,
+    log_fallback,
+    log_retry,
+    logger,
+    run_hooks,
+)
+from .policy.fallback import falls_back
+from .policy.guard import CallGuard, Guard
 from .policy.retry import GiveUp, decide
 from .transport.base import Reply, Send
 from .types import Usage
 
-__all__ = ["Flow", "Pipeline", "Wait"]
+__all__ = ["CallFlow", "Flow", "Pipeline", "Plan", "Served", "Wait"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,6 +53,38 @@ class Wait:
 
 
 Flow = Generator["Send | Wait", "Reply | HolySheepError | None", tuple[Reply, int]]
+
+
+# Plan and Served are made on every call: plain slotted classes, since a frozen dataclass
+# costs a microsecond more to build, which the hot path notices.
+@dataclass(slots=True)
+class Plan:
+    """One call to make: its attempt for the first model, how to build it for each fallback
+    model, and the estimated size the policies reserve for it."""
+
+    send: Send
+    models: tuple[str, ...]
+    resend: Callable[[str], Send] | None = None
+    prompt_tokens: int = 0
+    """Estimated prompt tokens (``policy.ratelimit.estimate_tokens``)."""
+    max_output_tokens: int | None = None
+    """``max_tokens`` when the call set it."""
+    choices: int = 1
+    """``n``: each choice may take ``max_output_tokens``."""
+
+
+@dataclass(slots=True)
+class Served:
+    """A call's successful answer: the model that gave it and the attempts made in all."""
+
+    reply: Reply
+    attempts: int
+    model: str
+    guard: CallGuard | None = None
+    """What the policies hold until the call's usage is known."""
+
+
+CallFlow = Generator["Send | Wait", "Reply | HolySheepError | None", Served]
 
 
 class Pipeline:
@@ -55,27 +103,105 @@ class Pipeline:
         self.clock = clock
         self._rand = rand
         self._on_retry = (log_retry, *config.on_retry)
+        self._on_fallback = (log_fallback, *config.on_fallback)
+        self.policies = Guard(config)
         self._warned_unpriced: set[str] = set()
 
-    def attempts(self, send: Send, *, model: str) -> Flow:
-        """Yield attempts and waits until a 2xx reply; raise the last error otherwise."""
+    def call(self, plan: Plan) -> CallFlow:
+        """The attempts of one call: its model, then each fallback model while the failure
+        is one the next model may not share (``policy.fallback.falls_back``). The call's
+        deadline covers them all."""
+        start = self.clock()
+        made = 0
+        failed: list[str] = []
+        last = len(plan.models) - 1
+        for i, model in enumerate(plan.models):
+            send = plan.send if i == 0 or plan.resend is None else plan.resend(model)
+            guard = None
+            try:
+                guard = self.policies.open(
+                    model, plan.prompt_tokens, plan.max_output_tokens, plan.choices
+                )
+                reply, attempts = yield from self.attempts(
+                    send, model=model, guard=guard, start=start
+                )
+            except HolySheepError as exc:
+                if guard is not None:
+                    self.policies.release(guard)
+                made += getattr(exc, "attempts", 0)
+                if i == last or not falls_back(exc):
+                    exc.attempts = made
+                    if failed:
+                        exc.add_note(f"tried before {model}: " + "; ".join(failed))
+                    raise
+                failed.append(f"{model} ({type(exc).__name__})")
+                run_hooks(
+                    self._on_fallback,
+                    FallbackUsed(
+                        model=model,
+                        next_model=plan.models[i + 1],
+                        error_type=type(exc).__name__,
+                        message=exc.message,
+                        status_code=exc.status_code,
+                    ),
+                )
+                continue
+            except BaseException:
+                if guard is not None:
+                    self.policies.release(guard)
+                raise
+            return Served(reply, made + attempts, model, guard)
+        raise AssertionError("a plan names at least one model")
+
+    def attempts(
+        self,
+        send: Send,
+        *,
+        model: str,
+        guard: CallGuard | None = None,
+        start: float | None = None,
+    ) -> Flow:
+        """Yield attempts and waits until a 2xx reply; raise the last error otherwise.
+
+        With a ``guard``, each attempt first waits its turn in the rate limiter and takes
+        the breaker's pass. ``start`` is when the call began (default: now).
+        """
         policy = self.config.retry
         read_timeout = self.config.timeout.read
         clock = self.clock
-        start = clock()
+        start = clock() if start is None else start
         attempt = 0
+        previous: HolySheepError | None = None
         while True:
             attempt += 1
             request = send
+            if guard is not None:
+                try:
+                    yield from self._admit(guard, start)
+                except HolySheepError as shed:
+                    shed.attempts = attempt - 1  # this attempt never went out
+                    if previous is not None:
+                        raise shed from previous
+                    raise
             if policy.deadline is not None:
                 remaining = policy.deadline - (clock() - start)
                 if remaining <= 0:
+                    if guard is not None:
+                        self.policies.abort(guard)
                     raise APITimeoutError(
                         f"the call's deadline of {policy.deadline:g}s passed", attempts=attempt
                     )
                 if remaining < read_timeout:
                     request = replace(send, timeout=remaining)
-            outcome = yield request
+            try:
+                outcome = yield request
+            except BaseException:
+                # The caller went away (cancelled, interrupted): no verdict on the server.
+                if guard is not None:
+                    self.policies.abort(guard, sent=True)
+                raise
+            if guard is not None:
+                self.policies.after_attempt(guard, outcome)
             if isinstance(outcome, Reply):
                 if outcome.ok:
                     return outcome, attempt
@@ -108,19 +234,45 @@ class Pipeline:
                     request_id=error.request_id,
                 ),
             )
+            previous = error
             yield Wait(decision.delay)
+
+    def _admit(self, guard: CallGuard, start: float) -> Generator[Wait, None, None]:
+        """Wait this attempt's turn in the rate limiter, then take the breaker's pass."""
+        deadline = self.config.retry.deadline
+        max_wait = None if deadline is None else deadline - (self.clock() - start)
+        wait = self.policies.before_attempt(guard, max_wait)
+        if wait > 0:
+            try:
+                yield Wait(wait)
+            except BaseException:
+                self.policies.abort(guard)
+                raise
+        self.policies.admit(guard)
 
     # --- after the flow: parse, price, book ------------------------------------------
 
-    def parse(self, reply: Reply, model_type: type[M]) -> M:
+    def parse(
+        self,
+        reply: Reply,
+        model_type: type[M],
+        *,
+        attempts: int = 1,
+        guard: CallGuard | None = None,
+    ) -> M:
         try:
             return model_type.model_validate_json(reply.body)
         except ValidationError as exc:
-            raise APIResponseValidationError(
+            error = APIResponseValidationError(
                 f"the server's {model_type.__name__} does not match the wire format: "
                 f"{_summarise(exc)}; content-type {reply.headers.get('content-type')!r}",
                 request_id=reply.request_id,
-            ) from None
+            )
+        # The call ends here, after the retry flow: count it, or stats() would miss it.
+        error.attempts = attempts
+        self.settle(guard)  # answered, so maybe billed: the estimate stands as its cost
+        self.fail(error)
+        raise error
 
     def cost(self, model: str, served: str | None, usage: Usage | None) -> Decimal | None:
         cost = self.prices.cost(model, usage)
@@ -146,9 +298,11 @@ class Pipeline:
         request_id: str | None,
         stream: bool = False,
         ttft: float | None = None,
+        guard: CallGuard | None = None,
     ) -> Decimal | None:
         """Record one successful call once, and return its cost."""
         cost = self.cost(model, served, usage)
+        self.settle(guard, usage, cost)
         tokens = TokenUsage.from_usage(usage, cost)
         latency = self.clock() - started
         self.ledger.record_success(model, tokens, latency, retries=attempts - 1, ttft=ttft)
@@ -164,6 +318,14 @@ class Pipeline:
                 ),
             )
         return cost
+
+    def settle(
+        self, guard: CallGuard | None, usage: Usage | None = None, cost: Decimal | None = None
+    ) -> None:
+        """Correct what the policies estimated for a call to its reported usage and cost
+        (unknown: the budget keeps the estimate as spent). Once per call; None is a no-op."""
+        if guard is not None:
+            self.policies.settle(guard, usage, cost)
 
     def fail(self, error: BaseException) -> None:
         attempts = getattr(error, "attempts", 1)

@@ -37,6 +37,13 @@ def _fingerprint(config: ClientConfig) -> tuple[Any, ...]:
         config.include_usage,
         config.on_retry,
         config.on_usage,
+        config.breaker,
+        config.rate_limits,
+        config.fallback_models,
+        config.budget_usd,
+        config.policy_store,
+        config.on_breaker_change,
+        config.on_fallback,
     )
 
 

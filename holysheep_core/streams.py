@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import HolySheepError, StreamError
 from .pipeline import Pipeline
+from .policy.guard import CallGuard
 from .streaming import ChunkParser
 from .transport.base import Reply
 from .types import ChatCompletionChunk
@@ -20,12 +21,29 @@ __all__ = ["AsyncChatStream", "ChatStream"]
 
 
 class _StreamBook:
-    __slots__ = ("attempts", "closed", "model", "parser", "pipeline", "reply", "started", "ttft")
+    __slots__ = (
+        "attempts",
+        "closed",
+        "guard",
+        "model",
+        "parser",
+        "pipeline",
+        "reply",
+        "started",
+        "ttft",
+    )
 
     def __init__(
-        self, pipeline: Pipeline, reply: Reply, model: str, started: float, attempts: int
+        self,
+        pipeline: Pipeline,
+        reply: Reply,
+        model: str,
+        started: float,
+        attempts: int,
+        guard: CallGuard | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.guard = guard
         self.reply = reply
         self.model = model
         self.started = started
@@ -50,6 +68,7 @@ class _StreamBook:
                 request_id=self.reply.request_id,
                 stream=True,
                 ttft=self.ttft,
+                guard=self.guard,
             )
             ChunkParser.price_last(chunks, cost)
         return chunks
@@ -62,12 +81,14 @@ class _StreamBook:
         )
         if not self.closed:
             self.closed = True
+            self.pipeline.settle(self.guard)
             self.pipeline.ledger.record_failure(err, retries=self.attempts - 1)
         return err
 
     def abandoned(self) -> None:
         if not self.closed:
             self.closed = True
+            self.pipeline.settle(self.guard)
             self.pipeline.ledger.record_abandoned(
                 self.model, None, retries=self.attempts - 1, ttft=self.ttft
             )
@@ -84,25 +105,29 @@ class ChatStream:
     def __init__(self, book: _StreamBook) -> None:
         self._book = book
         self._body: Any = book.reply.stream
-        self._gen = self._chunks()
+        # The generator must not hold `self`: that cycle would keep a stream left by `break`
+        # alive until the garbage collector runs, and its connection out of the pool.
+        self._gen = self._chunks(book, self._body)
 
     @property
     def request_id(self) -> str | None:
         return self._book.request_id
 
-    def _chunks(self) -> Iterator[ChatCompletionChunk]:
-        book = self._book
+    @staticmethod
+    def _chunks(book: _StreamBook, body: Any) -> Iterator[ChatCompletionChunk]:
         try:
             # Read to the end even after [DONE], so the connection goes back to the pool.
-            for data in self._body.iter_bytes():
+            for data in body.iter_bytes():
                 yield from book.take(data)
             yield from book.take(b"")
         except HolySheepError as exc:
             raise book.failed(exc) from exc.__cause__
         except Exception as exc:  # transport failures: reset, timeout, protocol error
+            if book.parser.done:
+                return  # [DONE] already came: a broken tail loses nothing of the answer
             raise book.failed(exc) from exc
         finally:
-            self._body.close()
+            body.close()
 
     def __iter__(self) -> ChatStream:
         return self
@@ -168,6 +193,9 @@ class AsyncChatStream:
                 raise book.failed(exc) from exc.__cause__
             except Exception as exc:
                 await self._finish()
+                if book.parser.done:  # [DONE] already came: a broken tail loses nothing
+                    self._eof, self._ready, self._pos = True, [], 0
+                    continue
                 raise book.failed(exc) from exc
         chunk = self._ready[self._pos]
         self._pos += 1

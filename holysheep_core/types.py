@@ -102,6 +102,7 @@ class _Costed(_Wire):
     # Filled by the client after pricing: not part of the wire format, never dumped.
     _cost_usd: Decimal | None = PrivateAttr(default=None)
     _attempts: int = PrivateAttr(default=1)
+    _request_id: str | None = PrivateAttr(default=None)
 
     @property
     def cost_usd(self) -> Decimal | None:
@@ -112,6 +113,11 @@ class _Costed(_Wire):
     def attempts(self) -> int:
         """How many HTTP attempts the call took (1 = no retry)."""
         return self._attempts
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's ``x-request-id`` for the successful attempt, when it sent one."""
+        return self._request_id
 
 
 class ChatCompletion(_Costed):

@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# pytester runs small pytest sessions in-process (tests/test_replay_plugin.py).
+pytest_plugins = ["pytester"]
+
 TEST_KEY = "hs-test-0123456789abcdef"
 
 

@@ -12,6 +12,7 @@ from ..config import ClientConfig
 from ..errors import APIConnectionError, APITimeoutError, HolySheepError
 from .base import Reply, Send
 from .headers import default_headers
+from .per_loop import PerLoop
 
 __all__ = ["AiohttpTransport", "convert_aiohttp_error"]
 
@@ -57,38 +58,23 @@ class AiohttpTransport:
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=t.pool + t.connect, sock_connect=t.connect, sock_read=t.read
         )
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._sessions = PerLoop(self._new_session, _close_session, _close_dead_session)
 
-    def _session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            self._forget_closed_loops()
-            cfg = self._config
-            connector = aiohttp.TCPConnector(
-                limit=cfg.max_connections,
-                limit_per_host=0,
-                keepalive_timeout=cfg.keepalive_expiry,
-                ttl_dns_cache=300,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                headers=self._headers,
-                auto_decompress=True,
-                raise_for_status=False,
-            )
-            self._sessions[loop] = session
-        return session
-
-    def _forget_closed_loops(self) -> None:
-        for loop in [lp for lp in self._sessions if lp.is_closed()]:
-            session = self._sessions.pop(loop)
-            # The loop is gone, so nothing can be awaited: close the sockets directly.
-            connector = session.connector
-            session.detach()
-            if connector is not None:
-                connector._close()
+    def _new_session(self) -> aiohttp.ClientSession:
+        cfg = self._config
+        connector = aiohttp.TCPConnector(
+            limit=cfg.max_connections,
+            limit_per_host=0,
+            keepalive_timeout=cfg.keepalive_expiry,
+            ttl_dns_cache=300,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            headers=self._headers,
+            auto_decompress=True,
+            raise_for_status=False,
+        )
 
     def _request_timeout(self, cap: float | None) -> aiohttp.ClientTimeout | None:
         if cap is None:
@@ -102,7 +88,7 @@ class AiohttpTransport:
         )
 
     async def send(self, request: Send) -> Reply:
-        session = self._session()
+        session = self._sessions.current() or await self._sessions.open()
         try:
             response = await session.request(
                 request.method,
@@ -124,13 +110,16 @@ class AiohttpTransport:
         return Reply(response.status, response.headers, body)
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        sessions, self._sessions = self._sessions, {}
-        for lp, session in sessions.items():
-            if lp is loop:
-                await session.close()
-            elif lp.is_closed():
-                connector = session.connector
-                session.detach()
-                if connector is not None:
-                    connector._close()
+        await self._sessions.aclose()
+
+
+async def _close_session(session: aiohttp.ClientSession) -> None:
+    await session.close()
+
+
+def _close_dead_session(session: aiohttp.ClientSession) -> None:
+    # Its loop is closed, so nothing can be awaited: close the sockets directly.
+    connector = session.connector
+    session.detach()
+    if connector is not None:
+        connector._close()

@@ -13,6 +13,7 @@ from ..config import ClientConfig
 from ..errors import APIConnectionError, APITimeoutError, HolySheepError
 from .base import Reply, Send
 from .headers import default_headers
+from .per_loop import PerLoop
 
 __all__ = ["AsyncHttpxTransport", "HttpxTransport", "convert_httpx_error"]
 
@@ -131,20 +132,14 @@ class AsyncHttpxTransport:
         self._config = config
         self._headers = default_headers(config)
         self._base = config.base_url
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._clients = PerLoop(self._new_client, _close_client, _forget_client)
 
-    def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            for old in [lp for lp in self._clients if lp.is_closed()]:
-                del self._clients[old]  # its sockets died with their loop
-            timeout, limits = _limits(self._config)
-            client = self._clients[loop] = httpx.AsyncClient(timeout=timeout, limits=limits)
-        return client
+    def _new_client(self) -> httpx.AsyncClient:
+        timeout, limits = _limits(self._config)
+        return httpx.AsyncClient(timeout=timeout, limits=limits)
 
     async def send(self, request: Send) -> Reply:
-        client = self._client()
+        client = self._clients.current() or await self._clients.open()
         headers = {**self._headers, **request.headers} if request.headers else self._headers
         try:
             req = client.build_request(
@@ -168,8 +163,12 @@ class AsyncHttpxTransport:
         return Reply(response.status_code, response.headers, body)
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        clients, self._clients = self._clients, {}
-        for lp, client in clients.items():
-            if lp is loop:
-                await client.aclose()
+        await self._clients.aclose()
+
+
+async def _close_client(client: httpx.AsyncClient) -> None:
+    await client.aclose()
+
+
+def _forget_client(client: httpx.AsyncClient) -> None:
+    """Its loop is closed; its sockets closed with the loop's transports."""

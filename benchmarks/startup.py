@@ -1,0 +1,96 @@
+"""What a client costs before its first request: import time, and memory with 100 open
+connections. Each figure comes from fresh processes, so nothing is already imported."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["IMPORTS", "MEMORY_TARGETS", "import_times", "memory"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (module, peer it is compared with or None)
+IMPORTS: tuple[tuple[str, str | None], ...] = (
+    ("holysheep_core", "openai"),
+    ("openai", None),
+    ("langchain_holysheep", "langchain_openai"),
+    ("langchain_openai", None),
+    ("llama_index_holysheep", "llama_index.llms.openai_like"),
+    ("llama_index.llms.openai_like", None),
+)
+
+# What the library needs before any client exists: imported before the baseline is taken.
+MEMORY_TARGETS: dict[str, tuple[str, ...]] = {
+    "core": ("holysheep_core", "aiohttp"),
+    "openai": ("openai",),
+}
+
+_TIMER = "import time; t = time.perf_counter(); import {m}; print(time.perf_counter() - t)"
+
+
+# A package being written may import as an empty namespace: ask for what it must export.
+_PROBES = {
+    "langchain_holysheep": "from langchain_holysheep import ChatHolySheep",
+    "llama_index_holysheep": "from llama_index_holysheep import HolySheep",
+}
+
+
+def _importable(module: str) -> str | None:
+    """None if ``module`` imports in a fresh interpreter, else the error's last line."""
+    code = _PROBES.get(module, f"import {module}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode == 0:
+        return None
+    lines = out.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {out.returncode}"
+
+
+def import_times(runs: int = 7) -> dict[str, dict[str, Any]]:
+    """Median seconds to import each module in a fresh interpreter (site already loaded,
+    interpreter start-up not counted). Modules take turns so drift touches all alike."""
+    modules = [m for m, _ in IMPORTS]
+    skipped = {m: err for m in modules if (err := _importable(m))}
+    samples: dict[str, list[float]] = {m: [] for m in modules if m not in skipped}
+    for _ in range(runs):
+        for m in list(samples):
+            out = subprocess.run(
+                [sys.executable, "-c", _TIMER.format(m=m)], capture_output=True, text=True, cwd=ROOT
+            )
+            if out.returncode != 0:  # changed under our feet (a colleague's edit)
+                skipped[m] = (out.stderr.strip().splitlines() or ["failed"])[-1]
+                del samples[m]
+                continue
+            samples[m].append(float(out.stdout.strip().splitlines()[-1]))
+    result: dict[str, dict[str, Any]] = {m: {"skipped": e} for m, e in skipped.items()}
+    for m, s in samples.items():
+        result[m] = {"median": statistics.median(s), "min": min(s), "runs": len(s)}
+    return result
+
+
+def memory(url: str, connections: int = 100) -> dict[str, dict[str, Any]]:
+    """Per library: RSS growth and tracemalloc'd bytes of one async client after it opened
+    ``connections`` keep-alive connections (each measured in its own process)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in MEMORY_TARGETS:
+        figures: dict[str, Any] = {}
+        for traced in (False, True):
+            spec = {"memory": name, "url": url, "connections": connections, "traced": traced}
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=120,
+            )
+            lines = proc.stdout.strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                figures = {"skipped": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+                break
+            figures.update(json.loads(lines[-1]))
+        out[name] = figures
+    return out

@@ -1,0 +1,209 @@
+"""Tokens and USD by model through LangChain callbacks.
+
+``HolySheepCallbackHandler`` reads each finished chat call (``on_llm_end``): the message's
+``usage_metadata`` and, for ``ChatHolySheep``, the ``cost_usd`` the core priced in
+``response_metadata``. Messages from other chat models (say ``ChatOpenAI`` pointed at the
+HolySheep endpoint) are priced with the core's price table by their model name. A stream
+ends in one ``on_llm_end`` whose merged message holds the usage once, so streams count
+once; invoke, batch, sync and async all go through the same path.
+
+``get_holysheep_callback()`` is the context-manager form, like ``get_openai_callback``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import LLMResult
+from langchain_core.tracers.context import register_configure_hook
+
+from holysheep_core import PriceTable, TokenUsage
+from holysheep_core.types import CompletionTokensDetails, PromptTokensDetails, Usage
+
+__all__ = ["HolySheepCallbackHandler", "get_holysheep_callback"]
+
+UNKNOWN_MODEL = "unknown"
+_RECENT_RUNS = 1024
+
+
+class HolySheepCallbackHandler(BaseCallbackHandler):
+    """Adds up requests, tokens and USD of the chat calls it sees, by model. Thread-safe.
+
+    ``usage`` is the total and ``by_model`` the breakdown, both as the core's
+    :class:`~holysheep_core.TokenUsage` (``cost_usd`` a ``Decimal``, None when no call's
+    price is known). The float attributes follow ``get_openai_callback``'s names.
+    """
+
+    run_inline = True  # a few dict updates under a lock: no need for an executor thread
+
+    def __init__(
+        self, *, prices: PriceTable | None = None, parent: HolySheepCallbackHandler | None = None
+    ) -> None:
+        super().__init__()
+        self._prices = prices or PriceTable()
+        self._parent = parent
+        self._lock = threading.Lock()
+        self._by_model: dict[str, TokenUsage] = {}
+        # Runs already counted: the same handler may be reached twice for one run (passed
+        # in ``callbacks`` and inherited from an enclosing block). The same run ends at
+        # every handler at once, so a short memory is enough.
+        self._recent: OrderedDict[UUID, None] = OrderedDict()
+
+    # --- reading ------------------------------------------------------------------------
+
+    @property
+    def by_model(self) -> dict[str, TokenUsage]:
+        with self._lock:
+            return dict(self._by_model)
+
+    @property
+    def usage(self) -> TokenUsage:
+        return sum(self.by_model.values(), TokenUsage())
+
+    @property
+    def successful_requests(self) -> int:
+        return self.usage.requests
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.input_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.output_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.usage.total_tokens
+
+    @property
+    def prompt_tokens_cached(self) -> int:
+        return self.usage.cached_tokens
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return self.usage.reasoning_tokens
+
+    @property
+    def total_cost(self) -> float:
+        """USD of the calls whose price is known (see ``unpriced_requests``)."""
+        cost = self.usage.cost_usd
+        return 0.0 if cost is None else float(cost)
+
+    @property
+    def unpriced_requests(self) -> int:
+        """Calls left out of ``total_cost``: an unknown model, or no usage reported."""
+        return self.usage.unpriced_requests
+
+    def reset(self) -> None:
+        with self._lock:
+            self._by_model.clear()
+            self._recent.clear()
+
+    def __repr__(self) -> str:
+        u = self.usage
+        unpriced = f" ({u.unpriced_requests} unpriced)" if u.unpriced_requests else ""
+        return (
+            f"Tokens Used: {u.total_tokens}\n"
+            f"\tPrompt Tokens: {u.input_tokens}\n"
+            f"\t\tPrompt Tokens Cached: {u.cached_tokens}\n"
+            f"\tCompletion Tokens: {u.output_tokens}\n"
+            f"\t\tReasoning Tokens: {u.reasoning_tokens}\n"
+            f"Successful Requests: {u.requests}{unpriced}\n"
+            f"Total Cost (USD): ${self.total_cost}"
+        )
+
+    # --- recording ----------------------------------------------------------------------
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID | None = None, **kwargs: Any) -> None:
+        calls = []
+        for generations in response.generations:
+            # One call's usage sits on its first generation (n > 1 shares it).
+            message = getattr(generations[0], "message", None) if generations else None
+            if isinstance(message, AIMessage):
+                calls.append(self._call_usage(message))
+        if calls:
+            self._record(run_id, calls)
+
+    def _call_usage(self, message: AIMessage) -> tuple[str, TokenUsage]:
+        meta = message.response_metadata
+        model = str(meta.get("model_name") or UNKNOWN_MODEL)
+        um = message.usage_metadata
+        if not um:
+            return model, TokenUsage.from_usage(None, None)
+        usage = Usage(
+            prompt_tokens=um.get("input_tokens", 0),
+            completion_tokens=um.get("output_tokens", 0),
+            total_tokens=um.get("total_tokens", 0),
+            prompt_tokens_details=PromptTokensDetails(
+                cached_tokens=um.get("input_token_details", {}).get("cache_read") or 0
+            ),
+            completion_tokens_details=CompletionTokensDetails(
+                reasoning_tokens=um.get("output_token_details", {}).get("reasoning") or 0
+            ),
+        )
+        if "cost_usd" in meta:  # priced by the core that made the call
+            raw = meta["cost_usd"]
+            cost = None if raw is None else Decimal(str(raw))
+        else:
+            cost = self._prices.cost(model, usage)
+        return model, TokenUsage.from_usage(usage, cost)
+
+    def _record(self, run_id: UUID | None, calls: list[tuple[str, TokenUsage]]) -> None:
+        with self._lock:
+            if run_id is not None:
+                if run_id in self._recent:
+                    return
+                self._recent[run_id] = None
+                if len(self._recent) > _RECENT_RUNS:
+                    self._recent.popitem(last=False)
+            for model, usage in calls:
+                old = self._by_model.get(model)
+                self._by_model[model] = usage if old is None else old + usage
+        if self._parent is not None:
+            self._parent._record(run_id, calls)
+
+
+_current: ContextVar[HolySheepCallbackHandler | None] = ContextVar(
+    "holysheep_callback", default=None
+)
+# Registered once: every callback manager configured while a handler is set gets it,
+# including those of nested runs and of batch worker threads (they copy the context).
+register_configure_hook(_current, inheritable=True)
+
+
+@contextmanager
+def get_holysheep_callback(
+    *, prices: PriceTable | None = None
+) -> Iterator[HolySheepCallbackHandler]:
+    """Count every chat call made inside the block.
+
+    Example:
+        ```python
+        with get_holysheep_callback() as cb:
+            chain.invoke({"topic": "sheep"})
+        print(cb.total_cost, cb.by_model)
+        ```
+
+    Nested blocks each see their own calls, and an outer block also sees its inner
+    blocks' calls.
+
+    Args:
+        prices: the table for calls that do not carry their own cost (other providers'
+            chat models); the core's defaults otherwise.
+    """
+    handler = HolySheepCallbackHandler(prices=prices, parent=_current.get())
+    token = _current.set(handler)
+    try:
+        yield handler
+    finally:
+        _current.reset(token)

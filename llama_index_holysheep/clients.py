@@ -1,0 +1,81 @@
+"""Which core client a LlamaIndex object talks through, and the settings that pick it.
+
+Objects built with the same settings share the process's client (and so one connection
+pool) through :func:`holysheep_core.shared.shared_client`; a client passed in explicitly is
+used as it is. Nothing here opens a connection: clients are looked up on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr, SecretStr
+
+from holysheep_core import AsyncHolySheepClient, ClientConfig, HolySheepClient
+from holysheep_core.shared import shared_client
+
+__all__ = ["ClientSettings", "Clients"]
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    config: ClientConfig
+    injected: HolySheepClient | None = None
+    injected_async: AsyncHolySheepClient | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: Any,
+        api_base: str | None,
+        timeout: float | None,
+        max_retries: int | None,
+        client: HolySheepClient | None = None,
+        async_client: AsyncHolySheepClient | None = None,
+    ) -> Clients:
+        """An injected client brings its own settings; otherwise arguments, then
+        ``HOLYSHEEP_API_KEY`` / ``HOLYSHEEP_BASE_URL``. Raises ``ConfigurationError`` for a
+        missing or malformed key, before any request."""
+        given = client or async_client
+        if given is not None:
+            return cls(given.config, client, async_client)
+        config = ClientConfig.resolve(
+            api_key=api_key, base_url=api_base, timeout=timeout, max_retries=max_retries
+        )
+        return cls(config)
+
+    def sync(self) -> HolySheepClient:
+        return self.injected or shared_client(self.config)
+
+    def asynchronous(self) -> AsyncHolySheepClient:
+        return self.injected_async or shared_client(self.config, asynchronous=True)
+
+
+class ClientSettings(BaseModel):
+    """The connection fields of ``HolySheep`` and ``HolySheepEmbedding``."""
+
+    api_key: SecretStr | None = Field(
+        default=None, exclude=True, repr=False, description="The API key (never serialised)."
+    )
+    api_base: str | None = Field(default=None, description="The API's base URL.")
+    timeout: float | None = Field(default=None, gt=0, description="Read timeout in seconds.")
+    max_retries: int | None = Field(default=None, ge=0, description="Retries per call.")
+
+    _clients: Clients = PrivateAttr()
+
+    def _connect(
+        self, client: HolySheepClient | None, async_client: AsyncHolySheepClient | None
+    ) -> None:
+        """Settle the settings (raising ``ConfigurationError`` now, not at the first call)."""
+        self._clients = Clients.resolve(
+            api_key=self.api_key,
+            api_base=self.api_base,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            client=client,
+            async_client=async_client,
+        )
+        self.api_key = self._clients.config.api_key
+        self.api_base = self._clients.config.base_url

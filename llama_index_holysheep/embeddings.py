@@ -1,0 +1,87 @@
+"""``HolySheepEmbedding``: LlamaIndex embeddings over the core's embeddings call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field
+
+from holysheep_core import AsyncHolySheepClient, EmbeddingResponse, HolySheepClient
+
+from .clients import ClientSettings
+
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "HolySheepEmbedding"]
+
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+
+
+class HolySheepEmbedding(BaseEmbedding, ClientSettings):
+    """HolySheep AI embeddings for LlamaIndex indexes and retrievers.
+
+    LlamaIndex cuts long lists into ``embed_batch_size`` texts; each batch is one request
+    through the shared client (pooled, retried). The async methods are true async twins.
+
+    Args:
+        model_name: the embedding model.
+        dimensions: length of the vectors, for models that can shorten them (None: the
+            model's own).
+        api_key, api_base, timeout, max_retries, client, async_client: as for
+            :class:`~llama_index_holysheep.HolySheep`; the key never appears in dumps.
+        additional_kwargs: other request parameters sent with every call.
+
+    Raises:
+        ConfigurationError: no API key, or a malformed one, before any request.
+    """
+
+    model_name: str = Field(default=DEFAULT_EMBEDDING_MODEL, description="The embedding model.")
+    dimensions: int | None = Field(default=None, gt=0, description="Vector length.")
+    additional_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Other request parameters sent with every call."
+    )
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_EMBEDDING_MODEL,
+        *,
+        client: HolySheepClient | None = None,
+        async_client: AsyncHolySheepClient | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name=model_name, **kwargs)
+        self._connect(client, async_client)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "holysheep_embedding"
+
+    def _params(self, texts: list[str]) -> dict[str, Any]:
+        return {
+            **self.additional_kwargs,
+            "model": self.model_name,
+            "input": texts,
+            "batch_size": self.embed_batch_size,
+            "dimensions": self.dimensions,
+        }
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return _vectors(self._clients.sync().embeddings(**self._params(texts)))
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return _vectors(await self._clients.asynchronous().embeddings(**self._params(texts)))
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._get_text_embeddings([text])[0]
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return (await self._aget_text_embeddings([text]))[0]
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._get_text_embedding(query)
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await self._aget_text_embedding(query)
+
+
+def _vectors(response: EmbeddingResponse) -> list[Embedding]:
+    return [item.embedding for item in sorted(response.data, key=lambda item: item.index)]

@@ -1,0 +1,457 @@
+"""``HolySheep``: the LlamaIndex LLM for the HolySheep API, a translation over the core client.
+
+Unlike ``OpenAILike`` it is a chat model by default, knows each model's context window and
+output limit, and hands LlamaIndex the server's token counts and the call's cost (see
+:mod:`.usage`). Requests, retries, pricing and pooling all happen in ``holysheep_core``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import AsyncGenerator, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from llama_index.core.base.llms.generic_utils import (
+    achat_to_completion_decorator,
+    astream_chat_to_completion_decorator,
+    chat_to_completion_decorator,
+    stream_chat_to_completion_decorator,
+)
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+    ToolCallBlock,
+)
+from llama_index.core.bridge.pydantic import BaseModel, Field
+from llama_index.core.constants import DEFAULT_TEMPERATURE
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.llm import (
+    LLMStructuredPredictEndEvent,
+    LLMStructuredPredictStartEvent,
+)
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import Model as M
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.types import PydanticProgramMode
+
+from holysheep_core import (
+    AsyncChatStream,
+    AsyncHolySheepClient,
+    ChatStream,
+    HolySheepClient,
+    ModelProfile,
+)
+
+from .clients import ClientSettings
+from .messages import to_wire_messages, tool_selections
+from .responses import StreamAssembler, chat_response
+
+if TYPE_CHECKING:
+    from llama_index.core.prompts import BasePromptTemplate
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = ["DEFAULT_CONTEXT_WINDOW", "DEFAULT_MODEL", "DEFAULT_NUM_OUTPUT", "HolySheep"]
+
+dispatcher = get_dispatcher(__name__)
+
+DEFAULT_MODEL = "deepseek-v3.2"
+DEFAULT_CONTEXT_WINDOW = 128_000
+"""Context window assumed for a model the price table has no profile for (with a warning)."""
+DEFAULT_NUM_OUTPUT = 4_096
+"""Output tokens reserved for a model with no profile, when ``max_tokens`` is not set."""
+
+
+class HolySheep(FunctionCallingLLM, ClientSettings):
+    """HolySheep AI chat models in LlamaIndex: chat, completion, streaming, tools, agents.
+
+    Args:
+        model: a HolySheep model name (``deepseek-v3.2``, ``gpt-4.1``, ``claude-sonnet-4.5``,
+            ``gemini-2.5-flash``, ...). An unknown name is not an error: it gets
+            ``DEFAULT_CONTEXT_WINDOW`` and a warning unless ``context_window`` is given.
+        api_key: the API key; else ``HOLYSHEEP_API_KEY``. Kept secret: it never appears in
+            ``to_dict()``, ``to_json()``, ``repr`` or callback payloads.
+        api_base: the API's base URL; else ``HOLYSHEEP_BASE_URL``, else the public endpoint.
+        temperature, max_tokens: sampling settings sent with every call (None: not sent).
+        timeout: seconds a read may take (None: the client's default).
+        max_retries: retries after a failed attempt (None: the client's default).
+        context_window: overrides the model's window, e.g. for a model the table lacks.
+        additional_kwargs: other request parameters sent with every call (``top_p``,
+            ``seed``, ``reasoning_effort``, ...).
+        strict: mark tool schemas ``strict`` (the model must match them exactly).
+        structured_output: how ``structured_predict`` asks for JSON: ``"function_calling"``
+            (a forced tool call) or ``"json_schema"`` (``response_format``).
+        client, async_client: core clients to use instead of the process's shared ones
+            (their settings then replace ``api_key``, ``api_base``, ``timeout`` and
+            ``max_retries``).
+
+    Raises:
+        ConfigurationError: no API key, or a malformed one, before any request.
+
+    Example:
+        ```python
+        from llama_index_holysheep import HolySheep
+
+        llm = HolySheep(model="deepseek-v3.2")
+        print(llm.complete("Say hi").text)
+        ```
+    """
+
+    model: str = Field(default=DEFAULT_MODEL, description="The HolySheep model to use.")
+    temperature: float | None = Field(
+        default=DEFAULT_TEMPERATURE, ge=0.0, le=2.0, description="Sampling temperature."
+    )
+    max_tokens: int | None = Field(
+        default=None, gt=0, description="Most tokens to generate (None: the model's limit)."
+    )
+    additional_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Other request parameters sent with every call."
+    )
+    context_window: int | None = Field(
+        default=None, gt=0, description="Overrides the model's context window."
+    )
+    strict: bool = Field(default=False, description="Send tool schemas as strict.")
+    structured_output: Literal["function_calling", "json_schema"] = Field(
+        default="function_calling", description="How structured_predict asks for JSON."
+    )
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        client: HolySheepClient | None = None,
+        async_client: AsyncHolySheepClient | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model=model, **kwargs)
+        self._connect(client, async_client)
+        if self.context_window is None and self._profile() is None:
+            warnings.warn(
+                f"HolySheep knows no context window for model {self.model!r}: assuming "
+                f"{DEFAULT_CONTEXT_WINDOW:,} tokens and {DEFAULT_NUM_OUTPUT:,} output tokens. "
+                "Pass context_window= (and max_tokens=) to set them.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "holysheep_llm"
+
+    def _profile(self) -> ModelProfile | None:
+        return self._clients.config.prices.profile(self.model)
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        profile = self._profile()
+        window = self.context_window or (
+            profile.context_window if profile else DEFAULT_CONTEXT_WINDOW
+        )
+        output = self.max_tokens or (profile.max_output_tokens if profile else DEFAULT_NUM_OUTPUT)
+        return LLMMetadata(
+            context_window=window,
+            # Prompt helpers reserve num_output inside the window: leave the prompt room.
+            num_output=min(output, window // 2),
+            is_chat_model=True,
+            is_function_calling_model=profile.supports_tools if profile else True,
+            model_name=self.model,
+            system_role=MessageRole.SYSTEM,
+        )
+
+    def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            **self.additional_kwargs,
+            **kwargs,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+    # --- the eight entry points: each fires callbacks and events once ------------------
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._chat(messages, **kwargs)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return self._stream_chat(messages, **kwargs)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await self._achat(messages, **kwargs)
+
+    @llm_chat_callback()
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        return await self._astream_chat(messages, **kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
+
+    # --- undecorated workers ----------------------------------------------------------
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        wire = to_wire_messages(messages)
+        completion = self._clients.sync().chat_completion(
+            model=self.model, messages=wire, **self._params(kwargs)
+        )
+        return chat_response(completion)
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        wire = to_wire_messages(messages)
+        # The request goes out now, so a failure before the first byte raises here.
+        stream = self._clients.sync().stream_chat_completion(
+            model=self.model, messages=wire, **self._params(kwargs)
+        )
+        return _responses(stream)
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        wire = to_wire_messages(messages)
+        completion = await self._clients.asynchronous().chat_completion(
+            model=self.model, messages=wire, **self._params(kwargs)
+        )
+        return chat_response(completion)
+
+    async def _astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        wire = to_wire_messages(messages)
+        stream = await self._clients.asynchronous().stream_chat_completion(
+            model=self.model, messages=wire, **self._params(kwargs)
+        )
+        return _aresponses(stream)
+
+    # --- tools --------------------------------------------------------------------------
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: str | dict[str, Any] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The ``chat`` arguments for a turn with tools; ``tool_choice`` may name a tool."""
+        strict = self.strict if strict is None else strict
+        specs = []
+        for tool in tools:
+            spec = tool.metadata.to_openai_tool(skip_length_check=True)
+            if strict:
+                spec["function"]["strict"] = True
+            specs.append(spec)
+        messages = list(chat_history or [])  # never append to the caller's history
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        if user_msg is not None:
+            messages.append(user_msg)
+        prepared: dict[str, Any] = {"messages": messages, **kwargs}
+        if specs:
+            prepared["tools"] = specs
+            prepared["tool_choice"] = _tool_choice(tool_choice, tool_required)
+            prepared["parallel_tool_calls"] = allow_parallel_tool_calls
+        return prepared
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        message = response.message
+        calls = [b for b in message.blocks if isinstance(b, ToolCallBlock)]
+        if not allow_parallel_tool_calls and len(calls) > 1:
+            message.blocks = [b for b in message.blocks if not isinstance(b, ToolCallBlock)]
+            message.blocks.append(calls[0])
+            message.additional_kwargs["tool_calls"] = message.additional_kwargs["tool_calls"][:1]
+        return response
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The tool calls of a response (any response of a stream, too).
+
+        Raises:
+            ValueError: there is none and ``error_on_no_tool_call`` is true.
+        """
+        calls = tool_selections(response.message)
+        if not calls and error_on_no_tool_call:
+            raise ValueError("Expected at least one tool call, but got 0 tool calls.")
+        return calls
+
+    # --- structured output through response_format (structured_output="json_schema") ------
+
+    def _uses_json_schema(self) -> bool:
+        return (
+            self.structured_output == "json_schema"
+            and self.pydantic_program_mode == PydanticProgramMode.DEFAULT
+        )
+
+    def _schema_call(
+        self,
+        output_cls: type[BaseModel],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None,
+        prompt_args: dict[str, Any],
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
+        kwargs = {k: v for k, v in (llm_kwargs or {}).items() if k != "tool_choice"}
+        kwargs["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": re.sub(r"[^a-zA-Z0-9_-]", "_", output_cls.__name__)[:64],
+                "schema": output_cls.model_json_schema(),
+                "strict": self.strict,
+            },
+        }
+        return self._extend_messages(prompt.format_messages(**prompt_args)), kwargs
+
+    def _schema_start(
+        self,
+        output_cls: type[BaseModel],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None,
+        prompt_args: dict[str, Any],
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(
+                output_cls=output_cls, template=prompt, template_args=prompt_args
+            )
+        )
+        return self._schema_call(output_cls, prompt, llm_kwargs, prompt_args)
+
+    @staticmethod
+    def _schema_end(output_cls: type[M], response: ChatResponse) -> M:
+        result = output_cls.model_validate_json(response.message.content or "")
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    def structured_predict(
+        self,
+        output_cls: type[M],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> M:
+        if not self._uses_json_schema():
+            return super().structured_predict(
+                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+            )
+        messages, kwargs = self._schema_start(output_cls, prompt, llm_kwargs, prompt_args)
+        return self._schema_end(output_cls, self.chat(messages, **kwargs))
+
+    async def astructured_predict(
+        self,
+        output_cls: type[M],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> M:
+        if not self._uses_json_schema():
+            return await super().astructured_predict(
+                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+            )
+        messages, kwargs = self._schema_start(output_cls, prompt, llm_kwargs, prompt_args)
+        return self._schema_end(output_cls, await self.achat(messages, **kwargs))
+
+    def _structured_stream_call(
+        self,
+        output_cls: type[M],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Any, None, None]:
+        if not self._uses_json_schema():
+            return super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        messages, kwargs = self._schema_call(output_cls, prompt, llm_kwargs, prompt_args)
+
+        def gen() -> Generator[Any, None, None]:
+            current = None
+            for response in self.stream_chat(messages, **kwargs):
+                current = process_streaming_content_incremental(response, output_cls, current)
+                yield current
+
+        return gen()
+
+    async def _structured_astream_call(
+        self,
+        output_cls: type[M],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Any, None]:
+        if not self._uses_json_schema():
+            return await super()._structured_astream_call(
+                output_cls, prompt, llm_kwargs, **prompt_args
+            )
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        messages, kwargs = self._schema_call(output_cls, prompt, llm_kwargs, prompt_args)
+
+        async def gen() -> AsyncGenerator[Any, None]:
+            current = None
+            async for response in await self.astream_chat(messages, **kwargs):
+                current = process_streaming_content_incremental(response, output_cls, current)
+                yield current
+
+        return gen()
+
+
+def _tool_choice(choice: str | dict[str, Any] | None, required: bool) -> str | dict[str, Any]:
+    if choice is None:
+        return "required" if required else "auto"
+    if isinstance(choice, str) and choice not in ("auto", "none", "required"):
+        return {"type": "function", "function": {"name": choice}}
+    return choice
+
+
+def _responses(stream: ChatStream) -> ChatResponseGen:
+    # Leaving early closes the stream (and its connection) through the with-block.
+    with stream:
+        assembler = StreamAssembler()
+        for chunk in stream:
+            yield from assembler.add(chunk)
+        yield assembler.finish()
+
+
+async def _aresponses(stream: AsyncChatStream) -> ChatResponseAsyncGen:
+    async with stream:
+        assembler = StreamAssembler()
+        async for chunk in stream:
+            for response in assembler.add(chunk):
+                yield response
+        yield assembler.finish()

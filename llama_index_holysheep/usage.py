@@ -1,0 +1,55 @@
+"""The server's usage and the core's price, written onto responses and read back by handlers.
+
+A final response carries the usage twice, for two readers: ``raw["usage"]`` (OpenAI's shape,
+which LlamaIndex's ``TokenCountingHandler`` reads instead of re-tokenising) and flat keys in
+``additional_kwargs`` for people and for our handlers:
+
+* ``prompt_tokens``, ``completion_tokens``, ``total_tokens``: as the server reported them;
+* ``cached_tokens`` (part of the prompt) and ``reasoning_tokens`` (part of the completion);
+* ``cost_usd``: USD as a float from the client's price table; ``None`` when the model has
+  no price or the server sent no usage (unknown, never $0).
+
+``cost_usd`` is present on exactly one response per call (the last one of a stream), which
+is how the handlers know a call is finished and never count it twice.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from holysheep_core import TokenUsage, Usage
+
+__all__ = ["COST_KEY", "usage_fields", "usage_of"]
+
+COST_KEY = "cost_usd"
+
+
+def usage_fields(usage: Usage | None, cost: Decimal | None) -> dict[str, Any]:
+    """The ``additional_kwargs`` entries of a call's final response."""
+    fields: dict[str, Any] = {}
+    if usage is not None:
+        fields.update(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+        )
+    fields[COST_KEY] = None if cost is None else float(cost)
+    return fields
+
+
+def usage_of(response: Any) -> TokenUsage | None:
+    """The tokens and cost of the call a final response closes; None for any other response
+    (a streamed chunk before the last, or a response from another LLM)."""
+    extra = getattr(response, "additional_kwargs", None)
+    if not isinstance(extra, dict) or COST_KEY not in extra:
+        return None
+    raw = getattr(response, "raw", None)
+    wire = raw.get("usage") if isinstance(raw, dict) else None
+    usage = Usage.model_validate(wire) if isinstance(wire, dict) else None
+    cost = extra[COST_KEY]
+    # repr() of the float is the shortest string that round-trips, so prices with a few
+    # decimals come back exact and sums stay exact.
+    return TokenUsage.from_usage(usage, None if cost is None else Decimal(repr(cost)))

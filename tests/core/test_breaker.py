@@ -1,0 +1,478 @@
+"""The circuit breaker: its pure state machine on a fake clock, then clients on a loopback
+server that fails on command (the emulator's fault injection)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from holysheep_core import (
+    APIConnectionError,
+    APITimeoutError,
+    BreakerChanged,
+    BreakerPolicy,
+    CircuitOpenError,
+    HolySheepClient,
+    InMemoryStore,
+    InternalServerError,
+    RetryPolicy,
+)
+from holysheep_core.emulator import Fault
+from holysheep_core.policy.breaker import (
+    Admission,
+    Circuit,
+    CircuitBreaker,
+    CircuitState,
+    Outcome,
+    Refusal,
+    admit,
+    classify,
+    peek,
+    record,
+)
+from holysheep_core.transport.base import Reply
+
+MODEL = "deepseek-v3.2"
+HI = [{"role": "user", "content": "hi"}]
+NO_RETRY = RetryPolicy.no_wait(max_retries=0)
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+OK, FAIL, NEUTRAL = Outcome.SUCCESS, Outcome.FAILURE, Outcome.NEUTRAL
+
+
+def fail_n(policy: BreakerPolicy, c: Circuit, n: int, now: float = 0.0) -> Circuit:
+    for _ in range(n):
+        c, adm = admit(policy, c, now)
+        assert isinstance(adm, Admission)
+        c = record(policy, c, adm, FAIL, now)
+    return c
+
+
+def opened(policy: BreakerPolicy, at: float = 0.0) -> Circuit:
+    c = fail_n(policy, Circuit(), policy.failure_threshold, at)
+    assert c.state is OPEN
+    return c
+
+
+# --- the state machine ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_opens_at_exactly_n_consecutive_failures(n: int) -> None:
+    policy = BreakerPolicy(failure_threshold=n, cool_down=10)
+    c = fail_n(policy, Circuit(), n - 1)
+    assert (c.state, c.failures) == (CLOSED, n - 1)
+    c = fail_n(policy, c, 1, now=5.0)
+    assert (c.state, c.failures, c.opened_at) == (OPEN, n, 5.0)
+
+
+def test_a_success_or_a_4xx_resets_the_consecutive_count() -> None:
+    policy = BreakerPolicy(failure_threshold=3)
+    c = fail_n(policy, Circuit(), 2)
+    c, adm = admit(policy, c, 0)
+    c = record(policy, c, adm, classify(Reply(404, {})), 0)
+    assert c.failures == 0
+    c = fail_n(policy, c, 2)
+    c, adm = admit(policy, c, 0)
+    c = record(policy, c, adm, NEUTRAL, 0)  # a 429 neither counts nor resets
+    assert (c.state, c.failures) == (CLOSED, 2)
+
+
+def test_open_refuses_with_the_time_left_until_the_cool_down_ends() -> None:
+    policy = BreakerPolicy(failure_threshold=1, cool_down=30)
+    c = opened(policy, at=100.0)
+    c, verdict = admit(policy, c, 112.5)
+    assert verdict == Refusal(OPEN, 17.5, 1, 0)
+    assert peek(policy, c, 129.9) == Refusal(OPEN, pytest.approx(0.1), 1, 0)
+    assert peek(policy, c, 130.0) is None  # rested: half-open, a probe may go
+
+
+@pytest.mark.parametrize("probes", [1, 2, 4])
+def test_half_open_admits_only_the_bounded_probes(probes: int) -> None:
+    policy = BreakerPolicy(failure_threshold=1, cool_down=1, half_open_probes=probes)
+    c = opened(policy)
+    passes = []
+    for _ in range(probes + 3):
+        c, verdict = admit(policy, c, 2.0)
+        passes.append(verdict)
+    admitted = [v for v in passes if isinstance(v, Admission)]
+    assert len(admitted) == probes and all(a.probe for a in admitted)
+    assert all(isinstance(v, Refusal) and v.state is HALF_OPEN for v in passes[probes:])
+    # A probe that ends without a verdict frees its slot for exactly one more.
+    c = record(policy, c, admitted[0], NEUTRAL, 2.5)
+    assert c.state is HALF_OPEN
+    c, again = admit(policy, c, 2.5)
+    assert isinstance(again, Admission) and again.probe
+    assert isinstance(admit(policy, c, 2.5)[1], Refusal)
+
+
+def test_closes_after_m_probe_successes() -> None:
+    policy = BreakerPolicy(
+        failure_threshold=1, cool_down=1, half_open_probes=3, success_threshold=3
+    )
+    c = opened(policy)
+    admissions = []
+    for _ in range(3):
+        c, adm = admit(policy, c, 2.0)
+        admissions.append(adm)
+    for adm in admissions[:2]:
+        c = record(policy, c, adm, OK, 2.1)
+        assert c.state is HALF_OPEN
+    c = record(policy, c, admissions[2], OK, 2.2)
+    assert (c.state, c.failures, c.probes) == (CLOSED, 0, 0)
+
+
+def test_a_probe_failure_reopens_for_a_new_cool_down() -> None:
+    policy = BreakerPolicy(failure_threshold=1, cool_down=10, half_open_probes=2)
+    c = opened(policy, at=0.0)
+    c, first = admit(policy, c, 10.0)
+    c, second = admit(policy, c, 10.0)
+    c = record(policy, c, first, FAIL, 11.0)
+    assert (c.state, c.opened_at) == (OPEN, 11.0)
+    assert peek(policy, c, 20.0) == Refusal(OPEN, pytest.approx(1.0), 1, 0)
+    # The other probe's late success belongs to the old half-open spell: ignored.
+    assert record(policy, c, second, OK, 12.0) == c
+
+
+def test_attempts_that_started_before_a_change_cannot_move_the_new_state() -> None:
+    policy = BreakerPolicy(failure_threshold=2, cool_down=5)
+    c = Circuit()
+    c, slow = admit(policy, c, 0)  # still in flight when the circuit opens
+    c = fail_n(policy, c, 2)
+    assert c.state is OPEN
+    assert record(policy, c, slow, FAIL, 1) == c  # does not extend the open spell
+    c, _probe = admit(policy, c, 10)
+    assert record(policy, c, slow, OK, 10) == c  # does not close it behind the probe's back
+
+
+def test_probes_that_never_report_are_forgotten_after_probe_timeout() -> None:
+    policy = BreakerPolicy(failure_threshold=1, cool_down=1, probe_timeout=60)
+    c = opened(policy)
+    c, lost = admit(policy, c, 2)
+    assert isinstance(admit(policy, c, 61)[1], Refusal)
+    c, fresh = admit(policy, c, 62)
+    assert isinstance(fresh, Admission) and fresh.probe
+    assert record(policy, c, lost, FAIL, 63) == c  # the lost probe's news is stale
+
+
+@pytest.mark.parametrize(
+    ("outcome", "verdict"),
+    [
+        (Reply(200, {}), OK),
+        (Reply(400, {}), OK),
+        (Reply(401, {}), OK),
+        (Reply(404, {}), OK),
+        (Reply(408, {}), NEUTRAL),
+        (Reply(429, {}), NEUTRAL),
+        (Reply(500, {}), FAIL),
+        (Reply(503, {}), FAIL),
+        (APITimeoutError("read timed out"), FAIL),
+        (APIConnectionError("refused"), FAIL),
+        (CircuitOpenError("open", key="k", retry_after=1.0), NEUTRAL),
+        (asyncio.CancelledError(), NEUTRAL),
+    ],
+)
+def test_what_counts_as_a_failure(outcome: Any, verdict: Outcome) -> None:
+    assert classify(outcome) is verdict
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"failure_threshold": 0},
+        {"failure_threshold": True},
+        {"half_open_probes": 0},
+        {"success_threshold": 1.5},
+        {"cool_down": -1},
+        {"probe_timeout": 0},
+    ],
+)
+def test_a_policy_that_cannot_work_is_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        BreakerPolicy(**fields)
+
+
+def test_no_wait_mode_probes_at_once() -> None:
+    policy = BreakerPolicy.no_wait(failure_threshold=2)
+    c = opened(policy, at=7.0)
+    assert peek(policy, c, 7.0) is None
+
+
+def test_half_open_admits_the_bound_across_threads() -> None:
+    policy = BreakerPolicy(failure_threshold=1, cool_down=0, half_open_probes=3)
+    breaker = CircuitBreaker(policy, InMemoryStore())
+    adm, _ = breaker.admit("k", 0)
+    breaker.record("k", adm, FAIL, 0)
+    start = threading.Barrier(32)
+    verdicts: list[Any] = []
+
+    def race() -> None:
+        start.wait()
+        verdicts.append(breaker.admit("k", 1.0)[0])
+
+    threads = [threading.Thread(target=race) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(isinstance(v, Admission) for v in verdicts) == 3
+    assert breaker.states(1.0) == {"k": HALF_OPEN}
+
+
+# --- on a server that fails on command --------------------------------------------------
+
+
+def key_of(client: Any, model: str = MODEL) -> str:
+    return f"{model}@{client.base_url}"
+
+
+def test_opens_at_exactly_n_and_sheds_load(emulator: Any, make_client: Any) -> None:
+    events: list[BreakerChanged] = []
+    client = make_client(
+        retry=NO_RETRY,
+        breaker=BreakerPolicy(failure_threshold=3, cool_down=60),
+        on_breaker_change=(events.append,),
+    )
+    emulator.inject(Fault.status(503), times=10)
+    for _ in range(3):
+        with pytest.raises(InternalServerError):
+            client.chat_completion(model=MODEL, messages=HI)
+    assert client.stats().breakers == {key_of(client): "open"}
+    for _ in range(5):
+        with pytest.raises(CircuitOpenError) as shed:
+            client.chat_completion(model=MODEL, messages=HI)
+        assert 0 < shed.value.retry_after <= 60
+        assert shed.value.key == key_of(client)
+    assert len(emulator.requests) == 3  # shed calls never reached the server
+    stats = client.stats()
+    assert stats.errors == {"InternalServerError": 3, "CircuitOpenError": 5}
+    assert [(e.old, e.new, e.failures) for e in events] == [("closed", "open", 3)]
+    assert events[0].retry_after == 60 and events[0].model == MODEL
+
+
+def test_each_failed_attempt_counts_and_a_retry_is_shed_once_open(
+    emulator: Any, make_client: Any
+) -> None:
+    # Retries hit the server too, so each attempt counts: with 3 attempts a call, the
+    # fifth failure comes on the second call's second attempt and its third is shed.
+    client = make_client(
+        retry=RetryPolicy.no_wait(max_retries=2),
+        breaker=BreakerPolicy(failure_threshold=5, cool_down=60),
+    )
+    emulator.inject(Fault.status(500), times=20)
+    with pytest.raises(InternalServerError):
+        client.chat_completion(model=MODEL, messages=HI)
+    with pytest.raises(CircuitOpenError) as shed:
+        client.chat_completion(model=MODEL, messages=HI)
+    assert isinstance(shed.value.__cause__, InternalServerError)
+    assert len(emulator.requests) == 5
+
+
+def test_4xx_and_handled_429s_do_not_open_it(emulator: Any, make_client: Any) -> None:
+    client = make_client(
+        retry=RetryPolicy.no_wait(max_retries=2),
+        breaker=BreakerPolicy(failure_threshold=2, cool_down=60),
+    )
+    emulator.inject(Fault.status(429, retry_after_ms=1), times=2)
+    assert client.chat_completion(model=MODEL, messages=HI).attempts == 3
+    for code in (400, 404, 422):
+        emulator.inject(Fault.status(code))
+        with pytest.raises(Exception) as refused:
+            client.chat_completion(model=MODEL, messages=HI)
+        assert refused.value.status_code == code
+    assert client.stats().breakers == {key_of(client): "closed"}
+    emulator.inject(Fault.status(502), times=2)
+    with pytest.raises(CircuitOpenError):  # opened by its second attempt, shed on the third
+        client.chat_completion(model=MODEL, messages=HI)
+    assert client.stats().breakers == {key_of(client): "open"}
+
+
+def test_breakers_are_per_model(emulator: Any, make_client: Any) -> None:
+    client = make_client(retry=NO_RETRY, breaker=BreakerPolicy(failure_threshold=1))
+    emulator.inject(Fault.status(503))
+    with pytest.raises(InternalServerError):
+        client.chat_completion(model=MODEL, messages=HI)
+    with pytest.raises(CircuitOpenError):
+        client.chat_completion(model=MODEL, messages=HI)
+    assert client.chat_completion(model="gpt-4.1", messages=HI).model == "gpt-4.1"
+    assert client.stats().breakers == {
+        key_of(client): "open",
+        key_of(client, "gpt-4.1"): "closed",
+    }
+
+
+def _open_then_rest(client: Any, emulator: Any, clock: Any, cool_down: float) -> None:
+    emulator.inject(Fault.status(503))
+    with pytest.raises(InternalServerError):
+        client.chat_completion(model=MODEL, messages=HI)
+    assert client.stats().breakers == {key_of(client): "open"}
+    clock.now += cool_down
+    assert client.stats().breakers == {key_of(client): "half_open"}
+    emulator.reset()
+
+
+async def test_half_open_admits_only_the_probes_among_50_concurrent_callers(
+    emulator: Any,
+    make_async_client: Any,
+    store_clock: Any,
+) -> None:
+    clock = store_clock
+    events: list[BreakerChanged] = []
+    client = make_async_client(
+        retry=NO_RETRY,
+        policy_store=InMemoryStore(clock=clock.monotonic),
+        breaker=BreakerPolicy(
+            failure_threshold=1, cool_down=30, half_open_probes=2, success_threshold=2
+        ),
+        on_breaker_change=(events.append,),
+    )
+    emulator.inject(Fault.status(503))
+    with pytest.raises(InternalServerError):
+        await client.chat_completion(model=MODEL, messages=HI)
+    clock.now += 30
+    emulator.reset()
+    # The probes answer slowly, so every caller arrives while they are in flight.
+    emulator.inject(Fault.slow_first_byte(0.2), times=2)
+    results = await asyncio.gather(
+        *(client.chat_completion(model=MODEL, messages=HI) for _ in range(50)),
+        return_exceptions=True,
+    )
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    shed = [r for r in results if isinstance(r, CircuitOpenError)]
+    assert (len(answered), len(shed)) == (2, 48)
+    assert len(emulator.requests) == 2
+    assert all("half-open" in str(e) for e in shed)
+    assert [(e.old, e.new) for e in events] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+    assert client.stats().breakers == {key_of(client): "closed"}
+    await client.chat_completion(model=MODEL, messages=HI)  # closed: calls flow again
+
+
+def test_half_open_admits_only_the_probes_among_50_threads(
+    emulator: Any, make_client: Any, store_clock: Any
+) -> None:
+    clock = store_clock
+    client = make_client(
+        retry=NO_RETRY,
+        max_connections=50,
+        policy_store=InMemoryStore(clock=clock.monotonic),
+        breaker=BreakerPolicy(failure_threshold=1, cool_down=30, half_open_probes=3),
+    )
+    _open_then_rest(client, emulator, clock, 30)
+    emulator.inject(Fault.slow_first_byte(0.3), times=3)
+    start = threading.Barrier(50)
+    results: list[Any] = []
+
+    def call() -> None:
+        start.wait()
+        try:
+            results.append(client.chat_completion(model=MODEL, messages=HI))
+        except CircuitOpenError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(not isinstance(r, CircuitOpenError) for r in results) == 3
+    assert len(emulator.requests) == 3
+
+
+def test_a_probe_failure_reopens_and_sheds_again(
+    emulator: Any, make_client: Any, store_clock: Any
+) -> None:
+    clock = store_clock
+    client = make_client(
+        retry=NO_RETRY,
+        policy_store=InMemoryStore(clock=clock.monotonic),
+        breaker=BreakerPolicy(failure_threshold=1, cool_down=10),
+    )
+    _open_then_rest(client, emulator, clock, 10)
+    emulator.inject(Fault.status(500))
+    with pytest.raises(InternalServerError):
+        client.chat_completion(model=MODEL, messages=HI)  # the probe
+    assert client.stats().breakers == {key_of(client): "open"}
+    with pytest.raises(CircuitOpenError) as shed:
+        client.chat_completion(model=MODEL, messages=HI)
+    assert shed.value.retry_after == pytest.approx(10)
+    assert len(emulator.requests) == 1
+    clock.now += 10
+    assert client.chat_completion(model=MODEL, messages=HI).attempts == 1
+    assert client.stats().breakers == {key_of(client): "closed"}
+
+
+async def test_a_cancelled_probe_is_no_failure_and_frees_its_slot(
+    emulator: Any,
+    make_async_client: Any,
+    store_clock: Any,
+) -> None:
+    clock = store_clock
+    client = make_async_client(
+        retry=NO_RETRY,
+        policy_store=InMemoryStore(clock=clock.monotonic),
+        breaker=BreakerPolicy(failure_threshold=1, cool_down=5, half_open_probes=1),
+    )
+    emulator.inject(Fault.status(503))
+    with pytest.raises(InternalServerError):
+        await client.chat_completion(model=MODEL, messages=HI)
+    clock.now += 5
+    emulator.inject(Fault.slow_first_byte(5))
+    probe = asyncio.create_task(client.chat_completion(model=MODEL, messages=HI))
+    while len(emulator.requests) < 2:  # the probe is on the wire
+        await asyncio.sleep(0.01)
+    with pytest.raises(CircuitOpenError):  # its slot is taken
+        await client.chat_completion(model=MODEL, messages=HI)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert client.stats().breakers == {key_of(client): "half_open"}  # not reopened
+    assert (await client.chat_completion(model=MODEL, messages=HI)).attempts == 1
+    assert client.stats().breakers == {key_of(client): "closed"}
+    assert client.stats().errors == {"InternalServerError": 1, "CircuitOpenError": 1}
+
+
+class _Interrupting:
+    """A sync transport whose send is interrupted, as by Ctrl-C during a request."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, request: Any) -> Reply:
+        self.sent += 1
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_interrupted_probe_frees_its_slot(api_key: str, store_clock: Any) -> None:
+    clock = store_clock
+    store = InMemoryStore(clock=clock.monotonic)
+    policy = BreakerPolicy(failure_threshold=1, cool_down=5)
+    breaker = CircuitBreaker(policy, store)
+    key = f"{MODEL}@http://127.0.0.1:9/v1"
+    adm, _ = breaker.admit(key, clock.now)
+    breaker.record(key, adm, FAIL, clock.now)
+    clock.now += 5
+    transport = _Interrupting()
+    with HolySheepClient(
+        api_key=api_key,
+        base_url="http://127.0.0.1:9/v1",
+        retry=NO_RETRY,
+        breaker=policy,
+        policy_store=store,
+        transport=transport,
+    ) as client:
+        for _ in range(2):  # the second would be refused if the first kept its slot
+            with pytest.raises(KeyboardInterrupt):
+                client.chat_completion(model=MODEL, messages=HI)
+        assert transport.sent == 2
+        assert client.stats().breakers == {key: "half_open"}
+        assert client.stats().errors == {}
