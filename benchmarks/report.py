@@ -185,22 +185,22 @@ def markdown(
         "",
         "## Import time (fresh interpreter, median)",
         "",
-        "| module | ms | vs |",
+        "| statement | ms | vs |",
         "|---|--:|---|",
     ]
     from .startup import IMPORTS
 
-    for module, peer in IMPORTS:
-        fig = imports.get(module)
+    for name, statement, peer in IMPORTS:
+        fig = imports.get(name)
         if fig is None:
             continue
         if "skipped" in fig:
-            lines.append(f"| `{module}` | skipped: {fig['skipped']} | |")
+            lines.append(f"| `{statement}` | skipped: {fig['skipped']} | |")
             continue
         vs = ""
         if peer and imports.get(peer, {}).get("median"):
             vs = f"{fig['median'] / imports[peer]['median']:.2f}x `{peer}`"
-        lines.append(f"| `{module}` | {fig['median'] * 1e3:.0f} | {vs} |")
+        lines.append(f"| `{statement}` | {fig['median'] * 1e3:.0f} | {vs} |")
     if memory:
         lines += [
             "",

@@ -1,7 +1,7 @@
 """HolySheep AI client: pooled sync and async HTTP, retries that honour Retry-After,
 SSE streaming, typed models and errors, and usage and cost accounting."""
 
-from .accounting import Ledger, Stats, TokenUsage
+from .accounting import Ledger, Stats, TokenUsage, UsageTally
 from .client import AsyncHolySheepClient, Health, HolySheepClient
 from .config import DEFAULT_BASE_URL, ClientConfig, Timeouts
 from .errors import (
@@ -21,6 +21,7 @@ from .errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    PoolTimeoutError,
     RateLimitError,
     StreamError,
     UnprocessableEntityError,
@@ -75,6 +76,7 @@ __all__ = [
     "ModelProfile",
     "NotFoundError",
     "PermissionDeniedError",
+    "PoolTimeoutError",
     "PriceTable",
     "RateLimitError",
     "RateLimits",
@@ -88,6 +90,7 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "UsageRecorded",
+    "UsageTally",
     "__version__",
     "budget_scope",
 ]

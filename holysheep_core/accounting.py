@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, computed_field
 
 from .types import Usage
 
-__all__ = ["Ledger", "ModelStats", "Stats", "TokenUsage"]
+__all__ = ["Ledger", "ModelStats", "Stats", "TokenUsage", "UsageTally"]
 
 
 def _sum_known(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -84,6 +84,71 @@ class TokenUsage(BaseModel):
         )
 
 
+class UsageTally:
+    """Tokens and USD of calls by model, added up from any number of threads and tasks.
+
+    What the frameworks' cost callbacks report: each finished call is ``add``-ed under the
+    model that served it, and the totals read back. ``usage`` and ``by_model`` keep the
+    exact :class:`TokenUsage` (``cost_usd`` a ``Decimal``); ``total_cost_usd`` is a float,
+    the frameworks' convention, and None while no counted call had a known price (unknown,
+    not $0). ``unpriced_requests`` counts the calls a known total leaves out.
+
+    Callback handlers may inherit from it: its state lives in ``_tally_*`` attributes.
+    """
+
+    def __init__(self) -> None:
+        self._tally_lock = threading.Lock()
+        self._tally_by_model: dict[str, TokenUsage] = {}
+
+    def add(self, model: str, usage: TokenUsage) -> None:
+        """Count ``usage`` (one call or several) under ``model``."""
+        with self._tally_lock:
+            old = self._tally_by_model.get(model)
+            self._tally_by_model[model] = usage if old is None else old + usage
+
+    def reset(self) -> None:
+        with self._tally_lock:
+            self._tally_by_model.clear()
+
+    @property
+    def by_model(self) -> dict[str, TokenUsage]:
+        """A copy of the usage so far, by model name."""
+        with self._tally_lock:
+            return dict(self._tally_by_model)
+
+    @property
+    def usage(self) -> TokenUsage:
+        """All models together."""
+        return sum(self.by_model.values(), TokenUsage())
+
+    @property
+    def successful_requests(self) -> int:
+        return self.usage.requests
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.input_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.output_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.usage.total_tokens
+
+    @property
+    def total_cost_usd(self) -> float | None:
+        """USD of the calls whose price is known; None when no call's is."""
+        cost = self.usage.cost_usd
+        return None if cost is None else float(cost)
+
+    @property
+    def unpriced_requests(self) -> int:
+        """Calls left out of the cost: an unpriced model, or no usage reported."""
+        return self.usage.unpriced_requests
+
+
 class ModelStats(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -144,7 +209,9 @@ class Ledger:
     """Counts calls, errors, retries, latencies, tokens and cost. One per client."""
 
     def __init__(self, *, window: int = 10_000) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a stream left early books itself from __del__, which the garbage
+        # collector may run on a thread that is inside a ledger update already.
+        self._lock = threading.RLock()
         self._window = window
         self.reset()
 

@@ -145,9 +145,11 @@ def emulator(
     """Serve the OpenAI-compatible emulator until interrupted."""
     from .emulator import serve
 
-    console.print(f"HolySheep emulator on http://{host}:{port}/v1 (Ctrl-C to stop)")
+    def ready(url: str) -> None:
+        console.print(f"HolySheep emulator on {url} (Ctrl-C to stop)")
+
     with contextlib.suppress(KeyboardInterrupt):
-        serve(host, port, api_key, latency=latency, chunk_delay=chunk_delay)
+        serve(host, port, api_key, latency=latency, chunk_delay=chunk_delay, on_ready=ready)
 
 
 def main() -> None:

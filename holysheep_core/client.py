@@ -112,6 +112,13 @@ class _ClientBase:
         ]
         return [Plan(s, (model,), None, estimate_tokens(s.body), 0) for s in sends]
 
+    def _health_error(self, reply: Reply) -> str | None:
+        if reply.ok:
+            return None
+        # The body may echo the key (some proxies print the request's headers).
+        body = reply.body.replace(self.config.api_key.get_secret_value().encode(), b"[redacted]")
+        return body[:200].decode("utf-8", "replace")
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"this {type(self).__name__} is closed")
@@ -134,6 +141,7 @@ class _ClientBase:
         )
         completion._attempts = attempts
         completion._request_id = reply.request_id
+        completion._served_model = served.model
         return completion
 
     def _chat_stream_book(self, served: Served, started: float) -> _StreamBook:
@@ -284,7 +292,7 @@ class HolySheepClient(_ClientBase):
             reply = self._transport.send(Send("GET", "/models", timeout=timeout))
         except HolySheepError as exc:
             return Health(False, time.monotonic() - start, None, str(exc))
-        error = None if reply.ok else reply.body[:200].decode("utf-8", "replace")
+        error = self._health_error(reply)
         return Health(reply.ok, time.monotonic() - start, reply.status, error)
 
     def close(self) -> None:
@@ -372,8 +380,14 @@ class AsyncHolySheepClient(_ClientBase):
         """Async twin of :meth:`HolySheepClient.embeddings`; batches go out concurrently."""
         plans = self._embeddings_plans(model, input, params, batch_size)
         started = self._pipeline.clock()
-        results = await asyncio.gather(*(self._run(self._pipeline.call(p)) for p in plans))
-        return self._embeddings_result(list(results), model, started)
+        # A task group, not gather: when one batch fails the others are cancelled instead of
+        # running on unobserved.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._run(self._pipeline.call(p))) for p in plans]
+        except BaseExceptionGroup as eg:
+            raise eg.exceptions[0] from None
+        return self._embeddings_result([t.result() for t in tasks], model, started)
 
     async def models(self) -> list[Model]:
         self._check_open()
@@ -387,7 +401,7 @@ class AsyncHolySheepClient(_ClientBase):
             reply = await self._transport.send(Send("GET", "/models", timeout=timeout))
         except HolySheepError as exc:
             return Health(False, time.monotonic() - start, None, str(exc))
-        error = None if reply.ok else reply.body[:200].decode("utf-8", "replace")
+        error = self._health_error(reply)
         return Health(reply.ok, time.monotonic() - start, reply.status, error)
 
     async def aclose(self) -> None:

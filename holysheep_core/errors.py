@@ -15,6 +15,7 @@
   | + InternalServerError      >= 500
   + APIConnectionError        (remote: no usable answer reached us)
   | + APITimeoutError
+  |   + PoolTimeoutError       (local: our own pool had no free connection in time)
   + APIResponseValidationError (remote: a 2xx answer that is not the wire format)
   + StreamError               (remote: a stream that failed after it started)
   + CircuitOpenError          (policy: the breaker sheds this call)
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PoolTimeoutError",
     "RateLimitError",
     "StreamError",
     "UnprocessableEntityError",
@@ -181,6 +183,11 @@ class APIConnectionError(HolySheepError):
 
 class APITimeoutError(APIConnectionError):
     """A connect, read, write or pool timeout, or the call's overall deadline."""
+
+
+class PoolTimeoutError(APITimeoutError):
+    """No free connection in our own pool in time: local saturation, not a server fault
+    (the circuit breaker does not count it). Raise ``max_connections`` or lower concurrency."""
 
 
 class APIResponseValidationError(HolySheepError):
@@ -336,8 +343,15 @@ def error_from_response(
     method: str | None = None,
     url: str | None = None,
     now: float | None = None,
+    secret: str | None = None,
 ) -> APIStatusError:
-    """The most specific ``APIStatusError`` for an error response. Header names lower-case."""
+    """The most specific ``APIStatusError`` for an error response. Header names lower-case.
+
+    ``secret`` (the API key) is cut out of the body first: some proxies echo the request's
+    ``Authorization`` header in their error pages, and the message must never carry it.
+    """
+    if secret:
+        body = body.replace(secret.encode(), b"[redacted]")
     message, parsed, err = _describe_body(body, headers.get("content-type", ""))
     code = err.get("code")
     code = str(code) if code is not None else None

@@ -229,10 +229,14 @@ def build_embeddings_body(model: str, input: Any, params: Mapping[str, Any]) -> 
     return body
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_json(body: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON; a value JSON cannot carry is an ``InvalidRequestError``."""
     try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return _ENCODER.encode(body).encode()
     except (TypeError, ValueError) as exc:
         path = _find_unserialisable(body, "")
         raise _fail(

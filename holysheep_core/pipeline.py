@@ -211,6 +211,7 @@ class Pipeline:
                     outcome.body,
                     method=send.method,
                     url=self.config.base_url + send.path,
+                    secret=self.config.api_key.get_secret_value(),
                 )
             elif isinstance(outcome, HolySheepError):
                 error = outcome

@@ -103,6 +103,7 @@ class _Costed(_Wire):
     _cost_usd: Decimal | None = PrivateAttr(default=None)
     _attempts: int = PrivateAttr(default=1)
     _request_id: str | None = PrivateAttr(default=None)
+    _served_model: str | None = PrivateAttr(default=None)
 
     @property
     def cost_usd(self) -> Decimal | None:
@@ -118,6 +119,12 @@ class _Costed(_Wire):
     def request_id(self) -> str | None:
         """The server's ``x-request-id`` for the successful attempt, when it sent one."""
         return self._request_id
+
+    @property
+    def served_model(self) -> str | None:
+        """The model we asked that answered: the requested one, or the fallback that took
+        over. ``model`` is the server's own name for it, which may differ."""
+        return self._served_model
 
 
 class ChatCompletion(_Costed):

@@ -26,7 +26,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
-from holysheep_core import PriceTable, TokenUsage
+from holysheep_core import PriceTable, TokenUsage, UsageTally
 from holysheep_core.types import CompletionTokensDetails, PromptTokensDetails, Usage
 
 __all__ = ["HolySheepCallbackHandler", "get_holysheep_callback"]
@@ -35,12 +35,15 @@ UNKNOWN_MODEL = "unknown"
 _RECENT_RUNS = 1024
 
 
-class HolySheepCallbackHandler(BaseCallbackHandler):
+class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
     """Adds up requests, tokens and USD of the chat calls it sees, by model. Thread-safe.
 
     ``usage`` is the total and ``by_model`` the breakdown, both as the core's
     :class:`~holysheep_core.TokenUsage` (``cost_usd`` a ``Decimal``, None when no call's
-    price is known). The float attributes follow ``get_openai_callback``'s names.
+    price is known); the other figures come from :class:`~holysheep_core.UsageTally`. The
+    float attributes follow ``get_openai_callback``'s names: ``total_cost`` is the USD of
+    the calls whose price is known (0.0 when none is), ``unpriced_requests`` the calls it
+    leaves out, and ``total_cost_usd`` None rather than 0.0 when no price is known.
     """
 
     run_inline = True  # a few dict updates under a lock: no need for an executor thread
@@ -52,38 +55,12 @@ class HolySheepCallbackHandler(BaseCallbackHandler):
         self._prices = prices or PriceTable()
         self._parent = parent
         self._lock = threading.Lock()
-        self._by_model: dict[str, TokenUsage] = {}
         # Runs already counted: the same handler may be reached twice for one run (passed
         # in ``callbacks`` and inherited from an enclosing block). The same run ends at
         # every handler at once, so a short memory is enough.
         self._recent: OrderedDict[UUID, None] = OrderedDict()
 
-    # --- reading ------------------------------------------------------------------------
-
-    @property
-    def by_model(self) -> dict[str, TokenUsage]:
-        with self._lock:
-            return dict(self._by_model)
-
-    @property
-    def usage(self) -> TokenUsage:
-        return sum(self.by_model.values(), TokenUsage())
-
-    @property
-    def successful_requests(self) -> int:
-        return self.usage.requests
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.usage.input_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.usage.output_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        return self.usage.total_tokens
+    # --- reading (the rest comes from UsageTally) ----------------------------------------
 
     @property
     def prompt_tokens_cached(self) -> int:
@@ -96,18 +73,12 @@ class HolySheepCallbackHandler(BaseCallbackHandler):
     @property
     def total_cost(self) -> float:
         """USD of the calls whose price is known (see ``unpriced_requests``)."""
-        cost = self.usage.cost_usd
-        return 0.0 if cost is None else float(cost)
-
-    @property
-    def unpriced_requests(self) -> int:
-        """Calls left out of ``total_cost``: an unknown model, or no usage reported."""
-        return self.usage.unpriced_requests
+        return self.total_cost_usd or 0.0
 
     def reset(self) -> None:
         with self._lock:
-            self._by_model.clear()
             self._recent.clear()
+        super().reset()
 
     def __repr__(self) -> str:
         u = self.usage
@@ -166,9 +137,8 @@ class HolySheepCallbackHandler(BaseCallbackHandler):
                 self._recent[run_id] = None
                 if len(self._recent) > _RECENT_RUNS:
                     self._recent.popitem(last=False)
-            for model, usage in calls:
-                old = self._by_model.get(model)
-                self._by_model[model] = usage if old is None else old + usage
+        for model, usage in calls:
+            self.add(model, usage)
         if self._parent is not None:
             self._parent._record(run_id, calls)
 

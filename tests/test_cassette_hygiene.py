@@ -1,7 +1,8 @@
 """No key reaches a cassette, and a changed request is never answered from an old one.
 
 The canary test records, with the recording preset, against an emulator that accepts only a
-recognisable fake key, through every transport (httpx sync and async, aiohttp), with the key
+recognisable fake key, through every transport (httpx sync and async, aiohttp) and both
+adapters (LangChain, LlamaIndex), with the key
 also in a prompt (echoed in the answer), in extra headers and as a rejected second key; then
 it scans every byte of what was written. The committed ``cassettes/`` get the same scan.
 (Not covered, and documented: a key a *streamed* answer repeats arrives cut into deltas,
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from llama_index.core.base.llms.types import ChatMessage
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 from holysheep_core import AsyncHolySheepClient, AuthenticationError, HolySheepClient
@@ -29,6 +31,8 @@ from holysheep_core.testing import (
     find_leaks,
     make_vcr,
 )
+from langchain_holysheep import ChatHolySheep, HolySheepEmbeddings
+from llama_index_holysheep import HolySheep, HolySheepEmbedding
 
 CANARY = "hs-SECRET-canary-7d1e5b93f0a24c68"
 WRONG_CANARY = "hs-SECRET-canary-wrong-0b8e2f41"
@@ -69,10 +73,20 @@ async def test_recording_with_a_canary_key_leaves_no_trace(
             streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         client.embeddings(model="text-embedding-3-small", input=[pasted, "plain text"])
         client.models()
-    with recorder.use_cassette("rejected.yaml"), HolySheepClient(
-        **{**settings, "api_key": WRONG_CANARY}
-    ) as client, pytest.raises(AuthenticationError):
+    with (
+        recorder.use_cassette("rejected.yaml"),
+        HolySheepClient(**{**settings, "api_key": WRONG_CANARY}) as client,
+        pytest.raises(AuthenticationError),
+    ):
         client.models()
+    with recorder.use_cassette("adapters.yaml"):
+        chat = ChatHolySheep(model=MODEL, **settings)
+        chat.invoke(pasted)
+        list(chat.stream("Hi"))
+        HolySheepEmbeddings(model="text-embedding-3-small", **settings).embed_query(pasted)
+        llm = HolySheep(model=MODEL, api_key=CANARY, api_base=canary_emulator, max_retries=0)
+        llm.chat([ChatMessage(role="user", content=pasted)])
+        HolySheepEmbedding(api_key=CANARY, api_base=canary_emulator).get_text_embedding(pasted)
     for backend in ("aiohttp", "httpx"):
         with recorder.use_cassette(f"async-{backend}.yaml"):
             async with AsyncHolySheepClient(**settings, async_backend=backend) as aclient:
@@ -86,7 +100,14 @@ async def test_recording_with_a_canary_key_leaves_no_trace(
     assert streamed
 
     written = cassette_bytes(tmp_path)
-    assert set(written) == {"sync.yaml", "rejected.yaml", "async-aiohttp.yaml", "async-httpx.yaml"}
+    assert set(written) == {
+        "sync.yaml",
+        "rejected.yaml",
+        "adapters.yaml",
+        "async-aiohttp.yaml",
+        "async-httpx.yaml",
+    }
+    assert len(yaml.safe_load(written["adapters.yaml"])["interactions"]) == 5
     for name, data in written.items():
         assert b"SECRET-canary" not in data, name
         assert b"Bearer" not in data, name
@@ -101,14 +122,16 @@ async def test_recording_with_a_canary_key_leaves_no_trace(
 
 def test_scrubbed_cassettes_still_replay(tmp_path: Path, canary_emulator: str) -> None:
     pasted = f"Remember {CANARY} for me."
-    with make_vcr(cassette_library_dir=str(tmp_path), record_mode="all").use_cassette(
-        "chat.yaml"
-    ), HolySheepClient(api_key=CANARY, base_url=canary_emulator, max_retries=0) as client:
+    with (
+        make_vcr(cassette_library_dir=str(tmp_path), record_mode="all").use_cassette("chat.yaml"),
+        HolySheepClient(api_key=CANARY, base_url=canary_emulator, max_retries=0) as client,
+    ):
         recorded = client.chat_completion(model=MODEL, messages=ask(pasted))
     # Replayed elsewhere, with another key: the request is scrubbed the same way and matches.
-    with make_vcr(cassette_library_dir=str(tmp_path), record_mode="none").use_cassette(
-        "chat.yaml"
-    ), HolySheepClient(api_key=REPLAY_API_KEY, base_url="https://elsewhere.test/v1") as client:
+    with (
+        make_vcr(cassette_library_dir=str(tmp_path), record_mode="none").use_cassette("chat.yaml"),
+        HolySheepClient(api_key=REPLAY_API_KEY, base_url="https://elsewhere.test/v1") as client,
+    ):
         replayed = client.chat_completion(model=MODEL, messages=ask(pasted))
     assert replayed.id == recorded.id
     assert replayed.choices[0].message.content == (
@@ -232,3 +255,19 @@ def test_a_changed_parameter_fails_loudly() -> None:
     body["temperature"] = 0.7
     with pytest.raises(CannotOverwriteExistingCassetteException, match=r"body\.temperature"):
         replay(path, json.dumps(body).encode())
+
+
+# --- the layout: cassettes/<suite>/<test module>/<test name>.yaml -------------------------
+
+
+def test_every_cassette_belongs_to_a_recorded_test_and_has_a_source() -> None:
+    recorded = Path(__file__).parent / "recorded"
+    sources = (COMMITTED / "SOURCES.md").read_text(encoding="utf-8")
+    listed = {line.split("|")[1].strip() for line in sources.splitlines() if ".yaml |" in line}
+    cassettes = {p.relative_to(COMMITTED).as_posix() for p in COMMITTED.rglob("*.yaml")}
+    assert listed == cassettes, "re-record with `make record` to refresh cassettes/SOURCES.md"
+    for name in cassettes:
+        suite, module, test = name.split("/")
+        source = (recorded / suite / f"{module}.py").read_text(encoding="utf-8")
+        function = test.removesuffix(".yaml").split("[")[0].rsplit(".", 1)[-1]
+        assert f"def {function}(" in source, f"{name}: no such test (an orphan cassette)"

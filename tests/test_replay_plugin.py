@@ -11,7 +11,7 @@ import pytest
 
 COMMITTED = Path(__file__).parent.parent / "cassettes" / "core" / "test_replay_client"
 
-USER_TESTS = '''
+USER_TESTS = """
 import os, socket
 import pytest
 from holysheep_core import HolySheepClient
@@ -34,8 +34,8 @@ def test_chat_completion(holysheep_target):
 
 @pytest.mark.holysheep_vcr
 def test_network_is_blocked():
-    with pytest.raises(RuntimeError, match="Network is disabled"):
-        socket.create_connection(("127.0.0.1", 9))
+    with socket.socket() as sock, pytest.raises(RuntimeError, match="Network is disabled"):
+        sock.connect(("127.0.0.1", 9))
 
 @pytest.mark.holysheep_vcr
 @pytest.mark.default_cassette("test_chat_completion.yaml")
@@ -53,8 +53,8 @@ def test_unmarked_keeps_the_users_config(vcr):
     assert os.environ.get("HOLYSHEEP_API_KEY") == "users-own-key-123456"
 
 def test_unmarked_keeps_the_network():
-    with pytest.raises(ConnectionRefusedError):  # reached the port: nothing blocked it
-        socket.create_connection(("127.0.0.1", 9), timeout=1)
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", 9))  # reached the port: nothing blocked it
 
 class TestPresetInOwnConfig:
     @pytest.fixture
@@ -71,7 +71,7 @@ class TestPresetInOwnConfig:
                 messages=[{"role": "user", "content": PROMPT}],
                 temperature=0,
             )
-'''
+"""
 
 
 @pytest.fixture

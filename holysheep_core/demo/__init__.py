@@ -110,9 +110,8 @@ def _langchain_steps(console: Console, clients: dict[str, Any], model: str,
 
 def _llama_index_steps(console: Console, clients: dict[str, Any], model: str,
                        second_model: str) -> Any:
-    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core import Document, VectorStoreIndex, get_response_synthesizer
     from llama_index.core.agent.workflow import FunctionAgent
-    from llama_index.core import get_response_synthesizer
     from llama_index.core.callbacks import CallbackManager
     from llama_index.core.query_engine import RetrieverQueryEngine
     from llama_index.core.tools import FunctionTool

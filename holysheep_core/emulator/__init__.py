@@ -90,7 +90,10 @@ Embeddings
 Faults
     Per request with header ``x-emulator-fault`` (grammar in ``faults``), or per server:
     ``Emulator(faults=[...])`` and ``emu.inject(fault, times)``, each request taking the
-    earliest pending fault that matches it. See ``Fault``'s constructors for the modes.
+    earliest pending fault that matches it: any ``/v1/`` path, or only ``fault.at(path)``;
+    stream faults wait for a streaming chat request (and, in a header, refuse any other
+    with 400). Faults act after authentication, before validation. See ``Fault``'s
+    constructors for the modes.
 """
 
 from .catalog import MODELS, ModelInfo, find_model

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 
-from ..errors import APIConnectionError, HolySheepError
+from ..errors import APIConnectionError, HolySheepError, PoolTimeoutError
 from ..transport.base import Reply
 from .store import StateStore
 
@@ -141,6 +141,8 @@ def classify(outcome: Reply | BaseException) -> Outcome:
         if status in (408, 429):
             return Outcome.NEUTRAL
         return Outcome.SUCCESS
+    if isinstance(outcome, PoolTimeoutError):
+        return Outcome.NEUTRAL  # our own pool was full: says nothing about the server
     if isinstance(outcome, APIConnectionError):
         return Outcome.FAILURE
     if isinstance(outcome, HolySheepError) and outcome.status_code is not None:

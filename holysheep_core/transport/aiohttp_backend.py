@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from ..config import ClientConfig
-from ..errors import APIConnectionError, APITimeoutError, HolySheepError
+from ..errors import APIConnectionError, APITimeoutError, HolySheepError, PoolTimeoutError
 from .base import Reply, Send
 from .headers import default_headers
 from .per_loop import PerLoop
@@ -17,12 +17,17 @@ from .per_loop import PerLoop
 __all__ = ["AiohttpTransport", "convert_aiohttp_error"]
 
 
-def convert_aiohttp_error(exc: BaseException) -> HolySheepError:
-    """The most specific of our errors for an aiohttp failure."""
+def convert_aiohttp_error(exc: BaseException, *, pool_full: bool = False) -> HolySheepError:
+    """The most specific of our errors for an aiohttp failure. aiohttp raises the same
+    timeout for a slow connect and a long wait for a pooled connection: ``pool_full`` (every
+    connection busy when it struck) tells them apart."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return APITimeoutError(
-            "timed out connecting or waiting for a free connection (pool saturated?)"
-        )
+        if pool_full:
+            return PoolTimeoutError(
+                "timed out waiting for a free connection: the pool is saturated "
+                "(raise max_connections or lower concurrency)"
+            )
+        return APITimeoutError("timed out connecting to the server")
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return APITimeoutError(f"request timed out ({type(exc).__name__})")
     return APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}")
@@ -98,7 +103,7 @@ class AiohttpTransport:
                 timeout=self._request_timeout(request.timeout) or aiohttp.helpers.sentinel,
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise convert_aiohttp_error(exc) from exc
+            raise convert_aiohttp_error(exc, pool_full=_pool_full(session)) from exc
         if request.stream and 200 <= response.status < 300:
             return Reply(response.status, response.headers, stream=_Body(response))
         try:
@@ -111,6 +116,11 @@ class AiohttpTransport:
 
     async def aclose(self) -> None:
         await self._sessions.aclose()
+
+
+def _pool_full(session: aiohttp.ClientSession) -> bool:
+    connector = session.connector
+    return connector is not None and 0 < connector.limit <= len(connector._acquired)
 
 
 async def _close_session(session: aiohttp.ClientSession) -> None:

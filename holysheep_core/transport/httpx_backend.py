@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from ..config import ClientConfig
-from ..errors import APIConnectionError, APITimeoutError, HolySheepError
+from ..errors import APIConnectionError, APITimeoutError, HolySheepError, PoolTimeoutError
 from .base import Reply, Send
 from .headers import default_headers
 from .per_loop import PerLoop
@@ -45,7 +45,7 @@ def _timeout(config: ClientConfig, cap: float | None) -> Any:
 def convert_httpx_error(exc: Exception) -> HolySheepError:
     """The most specific of our errors for an httpx failure (the key is never in it)."""
     if isinstance(exc, httpx.PoolTimeout):
-        return APITimeoutError(
+        return PoolTimeoutError(
             "timed out waiting for a free connection: the pool is saturated "
             "(raise max_connections or lower concurrency)"
         )

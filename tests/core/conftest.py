@@ -57,6 +57,8 @@ class Answer:
 
 @dataclass
 class Seen:
+    """A request as the scripted server got it; header names lower-cased."""
+
     method: str
     path: str
     headers: dict[str, str]
@@ -153,9 +155,18 @@ class ScriptedServer:
             raise RuntimeError("scripted server did not start")
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        await self._runner.cleanup()
+        # Handlers still sleeping in a scripted pause: end them rather than leave them pending.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- server side --------------------------------------------------------------------
 
@@ -201,7 +212,8 @@ class ScriptedServer:
         return Answer(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        seen = Seen(request.method, request.path, dict(request.headers), await request.read())
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        seen = Seen(request.method, request.path, headers, await request.read())
         self.requests.append(seen)
         answer = self._queue.popleft() if self._queue else self._default(seen)
         if answer.delay:

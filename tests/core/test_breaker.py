@@ -18,6 +18,7 @@ from holysheep_core import (
     HolySheepClient,
     InMemoryStore,
     InternalServerError,
+    PoolTimeoutError,
     RetryPolicy,
 )
 from holysheep_core.emulator import Fault
@@ -171,6 +172,7 @@ def test_probes_that_never_report_are_forgotten_after_probe_timeout() -> None:
         (Reply(503, {}), FAIL),
         (APITimeoutError("read timed out"), FAIL),
         (APIConnectionError("refused"), FAIL),
+        (PoolTimeoutError("our pool is full"), NEUTRAL),
         (CircuitOpenError("open", key="k", retry_after=1.0), NEUTRAL),
         (asyncio.CancelledError(), NEUTRAL),
     ],

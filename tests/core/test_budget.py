@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from holysheep_core import (
+    APITimeoutError,
     Budget,
     BudgetExceededError,
     ClientConfig,
@@ -18,6 +19,7 @@ from holysheep_core import (
     HolySheepClient,
     InternalServerError,
     InvalidRequestError,
+    RateLimits,
     RetryPolicy,
     budget_scope,
 )
@@ -247,3 +249,36 @@ def test_embeddings_are_budgeted_by_their_input(emulator: Any, make_client: Any)
     answer = client.embeddings(model="embed-x", input=["one", "two", "three"], batch_size=2)
     assert len(emulator.requests) == 2
     assert budget.spent_usd == answer.cost_usd > 0
+
+
+async def test_a_call_cancelled_on_the_wire_keeps_its_estimate_one_still_queued_does_not(
+    emulator: Any, make_async_client: Any
+) -> None:
+    budget = Budget(1)
+    client = make_async_client(
+        budget_usd=budget, rate_limits=RateLimits(requests_per_second=1, request_burst=1)
+    )
+    est = estimate(client, MODEL, 20)
+    emulator.inject(Fault.slow_first_byte(5))
+    on_wire = asyncio.create_task(client.chat_completion(model=MODEL, messages=HI, max_tokens=20))
+    while not emulator.requests:
+        await asyncio.sleep(0.01)
+    # The second waits a second for its turn in the limiter, so it has not left yet.
+    queued = asyncio.create_task(client.chat_completion(model=MODEL, messages=HI, max_tokens=20))
+    await asyncio.sleep(0.05)
+    assert budget.held_usd == 2 * est
+    on_wire.cancel()
+    queued.cancel()
+    await asyncio.gather(on_wire, queued, return_exceptions=True)
+    # The server may finish and bill the first; the second never reached it.
+    assert (budget.spent_usd, budget.held_usd) == (est, 0)
+    assert len(emulator.requests) == 1
+
+
+def test_a_timed_out_call_keeps_its_estimate(emulator: Any, make_client: Any) -> None:
+    budget = Budget(1)
+    client = make_client(budget_usd=budget, timeout=0.2, retry=RetryPolicy.no_wait(0))
+    emulator.inject(Fault.slow_first_byte(1))
+    with pytest.raises(APITimeoutError):
+        client.chat_completion(model=MODEL, messages=HI, max_tokens=20)
+    assert (budget.spent_usd, budget.held_usd) == (estimate(client, MODEL, 20), 0)

@@ -35,11 +35,10 @@ LONG = [{"role": "user", "content": " ".join(f"word{i}" for i in range(120))}]
 
 def busy_connections(client: AsyncHolySheepClient) -> int:
     """Connections of this loop's pool that a response still holds, for either backend."""
-    loop = asyncio.get_running_loop()
     transport = client._transport
     if isinstance(transport, AiohttpTransport):
-        return len(transport._sessions[loop].connector._acquired)
-    pool = transport._clients[loop]._transport._pool
+        return len(transport._sessions.current().connector._acquired)
+    pool = transport._clients.current()._transport._pool
     return sum(1 for c in pool.connections if not (c.is_idle() or c.is_closed()))
 
 

@@ -260,3 +260,13 @@ def test_pickling_keeps_class_message_fields_and_notes(err: E.HolySheepError) ->
     assert back.__dict__ == err.__dict__
     assert back.__notes__ == ["gave up after 3 attempts"]
     assert back.is_retryable == err.is_retryable
+
+
+def test_the_key_is_cut_out_of_an_echoing_body() -> None:
+    key = "hs-echoed-key-123456"
+    page = f"<pre>Authorization: Bearer {key}</pre>".encode()
+    err = error_from_response(502, {"content-type": "text/html"}, page, secret=key)
+    assert key not in str(err) and key not in repr(err.body)
+    assert "Bearer [redacted]" in err.message
+    raw = body(f"Incorrect API key provided: {key}")
+    assert error_from_response(401, {}, raw, secret=key).message.endswith("[redacted]")

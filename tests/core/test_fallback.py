@@ -120,7 +120,7 @@ def test_bad_fallback_models_are_refused_before_the_network(
     assert emulator.requests == []
 
 
-def test_the_fallback_model_of_a_context_error_is_not_retried_on_the_first(
+def test_without_fallbacks_a_context_length_error_stands_after_one_request(
     emulator: Any, make_client: Any
 ) -> None:
     client = make_client(retry=NO_WAIT)

@@ -31,17 +31,16 @@ HI = [{"role": "user", "content": "hi there"}]
 
 
 def busy_connections(client: Any) -> int:
-    """Connections a response still holds, in whichever pool the client's transport has."""
+    """Connections a response still holds, in the pool the client uses here (for an async
+    client: the running loop's)."""
     t = client._transport
-    if hasattr(t, "_sessions"):  # aiohttp: one session per event loop
-        return sum(len(s.connector._acquired) for s in t._sessions.values() if s.connector)
-    clients = t._clients.values() if hasattr(t, "_clients") else [t._client]
-    return sum(
-        1
-        for c in clients
-        for conn in c._transport._pool.connections
-        if not (conn.is_idle() or conn.is_closed())
-    )
+    per_loop = getattr(t, "_sessions", None) or getattr(t, "_clients", None)
+    pool = per_loop.current() if per_loop is not None else t._client
+    if pool is None:
+        return 0
+    if hasattr(pool, "connector"):  # an aiohttp session
+        return len(pool.connector._acquired)
+    return sum(1 for c in pool._transport._pool.connections if not (c.is_idle() or c.is_closed()))
 
 
 def other_tasks() -> list[asyncio.Task[Any]]:
@@ -95,8 +94,10 @@ async def test_nothing_leaks_after_every_policy_has_acted(
         await client.chat_completion(
             model=MODEL, messages=HI, fallback_models=[], max_tokens=30_000, n=30
         )
+    emulator.inject(Fault.stall_mid_stream(after=1, seconds=5))
     stream = await client.stream_chat_completion(model=MODEL, messages=HI)
     await stream.__anext__()
+    assert busy_connections(client) == 1  # the stalled stream holds one: the count is real
     await stream.aclose()
 
     assert other_tasks() == []

@@ -323,8 +323,15 @@ def test_a_429_makes_every_client_on_the_store_back_off(
 class _RunningOut:
     """A sync transport whose first answer says the server's request quota is spent."""
 
-    def __init__(self, scripted: Any) -> None:
-        self.body = json.dumps(scripted.completion()).encode()
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        }
+    ).encode()
+
+    def __init__(self) -> None:
         self.answers = 0
 
     def send(self, request: Any) -> Reply:
@@ -337,16 +344,16 @@ class _RunningOut:
 
 
 def test_a_server_out_of_requests_holds_the_next_call_until_reset(
-    make_client: Any, scripted: Any, fake_time: Any, api_key: str
+    make_client: Any, fake_time: Any, api_key: str
 ) -> None:
     rps = 10
     fake = fake_time(make_client())
     with HolySheepClient(
         api_key=api_key,
-        base_url=scripted.url,
+        base_url="http://127.0.0.1:9/v1",  # never dialled: the transport answers
         rate_limits=RateLimits(requests_per_second=rps),
         policy_store=InMemoryStore(clock=fake.monotonic),
-        transport=_RunningOut(scripted),
+        transport=_RunningOut(),
     ) as client:
         client.chat_completion(model=MODEL, messages=HI)
         client.chat_completion(model=MODEL, messages=HI)

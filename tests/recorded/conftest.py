@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recorded_helpers import update_sources
 
 from holysheep_core import __version__
 from holysheep_core.testing import Target
-
-from recorded_helpers import update_sources
 
 RECORDED = Path(__file__).parent
 _NOTES = pytest.StashKey[dict[str, str]]()

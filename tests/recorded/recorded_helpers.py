@@ -1,12 +1,16 @@
-"""Shared by the recorded suites: the model they use, and the cassette sources file."""
+"""Shared by the recorded suites: the models they use and their price, and the cassette
+sources file."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 
 MODEL = "deepseek-v3.2"
 EMBEDDING_MODEL = "text-embedding-3-small"
+PRICE_PER_TOKEN = Decimal("0.42") / 1_000_000
+"""USD per token of MODEL, input and output alike (the provider's guide)."""
 
 SOURCES_FILE = "SOURCES.md"
 _HEADER = """# Where the cassettes came from

@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from recorded_helpers import EMBEDDING_MODEL, MODEL
+from recorded_helpers import EMBEDDING_MODEL, MODEL, PRICE_PER_TOKEN
 
 from holysheep_core import (
     AsyncHolySheepClient,
@@ -29,7 +29,6 @@ from holysheep_core.testing import Target
 
 pytestmark = pytest.mark.holysheep_vcr
 
-PRICE_PER_TOKEN = Decimal("0.42") / 1_000_000  # deepseek-v3.2, input and output alike
 WEATHER_TOOL = {
     "type": "function",
     "function": {

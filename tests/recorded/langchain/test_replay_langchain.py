@@ -19,13 +19,11 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from pydantic import BaseModel
-from recorded_helpers import EMBEDDING_MODEL, MODEL
+from recorded_helpers import EMBEDDING_MODEL, MODEL, PRICE_PER_TOKEN
 
 from langchain_holysheep import ChatHolySheep, HolySheepEmbeddings, get_holysheep_callback
 
 pytestmark = pytest.mark.holysheep_vcr
-
-PRICE_PER_TOKEN = 0.42e-6  # deepseek-v3.2, USD per token, input and output alike
 
 
 @tool
@@ -52,7 +50,7 @@ def check_usage_and_cost(message: AIMessage) -> None:
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert message.response_metadata["cost_usd"] == pytest.approx(
-        usage["total_tokens"] * PRICE_PER_TOKEN
+        usage["total_tokens"] * float(PRICE_PER_TOKEN)
     )
 
 
@@ -145,7 +143,7 @@ def test_prompt_chain_and_cost_callback(chat: ChatHolySheep) -> None:
     assert all(isinstance(a, str) and a for a in answers)
     assert cb.successful_requests == 2
     assert cb.total_tokens == cb.prompt_tokens + cb.completion_tokens > 0
-    assert cb.total_cost == pytest.approx(cb.total_tokens * PRICE_PER_TOKEN)
+    assert cb.total_cost == pytest.approx(cb.total_tokens * float(PRICE_PER_TOKEN))
 
 
 def test_embeddings() -> None:
