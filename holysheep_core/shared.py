@@ -10,15 +10,48 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from typing import Any, Literal, overload
 
 from .client import AsyncHolySheepClient, HolySheepClient
 from .config import ClientConfig
+from .errors import ConfigurationError
 
-__all__ = ["shared_client"]
+__all__ = ["adapter_config", "shared_client"]
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], HolySheepClient | AsyncHolySheepClient] = {}
+
+
+def adapter_config(
+    client_settings: Mapping[str, Any] | None,
+    *,
+    injected: HolySheepClient | AsyncHolySheepClient | None = None,
+    **given: Any,
+) -> ClientConfig:
+    """The config of a framework object: an ``injected`` client's own, else
+    ``ClientConfig.resolve(**given)`` plus the object's ``client_settings``, further
+    :class:`ClientConfig` fields (breaker, rate limits, budget, fallback models, prices,
+    hooks, ...). Raises ``ConfigurationError`` for a name that is no such field, one the
+    adapter has its own argument for, or settings next to an injected client: a misspelt
+    policy must not pass unnoticed."""
+    settings = dict(client_settings or {})
+    if injected is not None:
+        if settings:
+            raise ConfigurationError(
+                "client_settings has no effect with an injected client: set those fields on "
+                "the client itself"
+            )
+        return injected.config
+    own = {"api_key", "base_url", "timeout", "max_retries", *given}
+    unknown = sorted(set(settings) - set(ClientConfig.model_fields))
+    taken = sorted(set(settings) & own)
+    if unknown or taken:
+        why = [f"unknown field(s) {unknown}"] if unknown else []
+        if taken:
+            why.append(f"{taken} have their own argument")
+        raise ConfigurationError(f"client_settings: {'; '.join(why)}")
+    return ClientConfig.resolve(**given, **settings)
 
 
 def _fingerprint(config: ClientConfig) -> tuple[Any, ...]:

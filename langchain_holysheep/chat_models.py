@@ -18,8 +18,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
+from holysheep_core.params import encode_json
+from holysheep_core.policy.fallback import check_models
+from holysheep_core.policy.ratelimit import estimate_tokens
 from holysheep_core.types import ChatCompletion, ChatCompletionChunk
 
 from .errors import langchain_errors
@@ -63,10 +66,21 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     ``max_tokens``, ``timeout``, ``max_retries``, ``stop``, ``top_p``, ``n``, ``seed``,
     ``presence_penalty``, ``frequency_penalty``, ``reasoning_effort``, ``thinking``,
     ``model_kwargs`` and ``extra_body`` (both sent as they are), ``stream_usage``,
-    ``default_headers``, or an injected core ``client=`` / ``async_client=``.
+    ``default_headers``, ``fallback_models``, ``client_settings``, or an injected core
+    ``client=`` / ``async_client=``.
+
+    Resilience: ``fallback_models=["deepseek-v3.2", ...]`` are tried in order when the
+    model fails (open circuit, retries spent on a 5xx, 429, timeout or connection error, a
+    context-length error); the answer, its ``response_metadata["model_name"]``, its cost and
+    the cost callbacks then name the model that served. A per-call ``fallback_models=``
+    wins (``[]`` turns it off). ``client_settings`` passes the core's other policies to the
+    shared client, e.g. ``{"breaker": BreakerPolicy(...), "rate_limits": RateLimits(...),
+    "budget_usd": 5}``: a call the budget cannot cover raises
+    ``HolySheepBudgetExceededError`` (a ``ModelError``) before anything is sent.
 
     Raises: ``ConfigurationError`` (a ``ValueError``) at construction for a missing or
-    malformed key; at call time, ``ModelError`` subclasses that are also the core's errors.
+    malformed key or an unknown ``client_settings`` field; at call time, ``ModelError``
+    subclasses that are also the core's errors.
     """
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
@@ -94,6 +108,13 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     """Report usage (and cost) on the last streamed chunk."""
     streaming: bool = False
     """Use the streaming API even for ``invoke``."""
+    fallback_models: list[str] | None = None
+    """Models to try in order when this one fails; None: the client's (none by default)."""
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _fallback_models(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(check_models(value))
 
     # --- LangChain plumbing -------------------------------------------------------------
 
@@ -166,6 +187,42 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
             ls_params["ls_stop"] = [ls_stop] if isinstance(ls_stop, str) else ls_stop
         return ls_params
 
+    # --- token counts: an estimate, the provider publishes no tokenizer -------------------
+
+    def get_num_tokens(self, text: str) -> int:
+        """An estimate of the tokens in ``text``: one per four bytes of its UTF-8, rounded up
+        (:func:`holysheep_core.policy.ratelimit.estimate_tokens`, the rule the client's rate
+        limits and budget reserve by). Not the provider's tokenizer, which is not public:
+        a little high for English, low for dense scripts. A ``custom_get_token_ids`` wins.
+        """
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens(text)
+        return estimate_tokens(text.encode())
+
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """An estimate of the prompt tokens of ``messages`` (and ``tools``), by the rule of
+        :meth:`get_num_tokens` applied to the JSON they would be sent as; what
+        ``trim_messages(..., token_counter=model)`` counts with. Not the provider's count:
+        the usage on each answer is."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens_from_messages(messages, tools)
+        body: dict[str, Any] = {"messages": to_wire_messages(messages)}
+        if tools:
+            body["tools"] = format_tools(tools)
+        return estimate_tokens(encode_json(body))
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Only with ``custom_get_token_ids``: HolySheep publishes no tokenizer (use
+        :meth:`get_num_tokens` for an estimate)."""
+        if self.custom_get_token_ids is None:
+            raise NotImplementedError(
+                "HolySheep models publish no tokenizer: get_num_tokens() gives an estimate; "
+                "pass custom_get_token_ids= for token ids"
+            )
+        return super().get_token_ids(text)
+
     # --- one call -----------------------------------------------------------------------
 
     def _request(
@@ -174,6 +231,8 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         """Model, wire messages, wire parameters and whether to report stream usage."""
         params = {**self._default_params, **kwargs}
         model = params.pop("model", None) or self.model
+        if self.fallback_models is not None:
+            params.setdefault("fallback_models", self.fallback_models)  # the core's call option
         if stop is not None:
             params["stop"] = stop or None
         params.update(params.pop("extra_body", None) or {})

@@ -6,8 +6,9 @@ Model objects never own a connection pool: they resolve their settings to a
 fails there with ``ConfigurationError``, before any request), and ask
 :func:`holysheep_core.shared.shared_client` for the process's client with those settings
 on each call. A thousand model objects with the
-same settings share one pool (langchain #32489). An injected ``client=`` / ``async_client=``
-wins over every other setting.
+same settings share one pool (langchain #32489). ``client_settings`` adds the core's
+resilience policies and hooks to those settings. An injected ``client=`` /
+``async_client=`` wins over every other setting.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from langchain_core.utils.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from holysheep_core import AsyncHolySheepClient, ClientConfig, HolySheepClient, PriceTable
-from holysheep_core.shared import shared_client
+from holysheep_core.shared import adapter_config, shared_client
 
 __all__ = ["HolySheepSettings"]
 
@@ -44,6 +45,13 @@ class HolySheepSettings(BaseModel):
     """Retries after the first attempt; None keeps the core's policy (Retry-After aware)."""
     default_headers: dict[str, str] | None = None
     """Headers sent with every request, on top of the core's."""
+    client_settings: dict[str, Any] | None = Field(default=None, exclude=True)
+    """Further ``ClientConfig`` fields for the shared client: ``breaker``, ``rate_limits``,
+    ``budget_usd``, ``fallback_models``, ``prices``, ``retry``, hooks (``on_usage``,
+    ``on_retry``, ``on_fallback``, ``on_breaker_change``), ``policy_store``, pool sizes...
+    Objects with equal settings share one client, and so one breaker, limiter and
+    ``budget_usd`` cap (pass a ``Budget`` object to name a cap explicitly). A name that is
+    no such field raises ``ConfigurationError``; not allowed with an injected client."""
     client: HolySheepClient | None = Field(default=None, exclude=True)
     """A core client to use for sync calls instead of the shared one."""
     async_client: AsyncHolySheepClient | None = Field(default=None, exclude=True)
@@ -61,17 +69,15 @@ class HolySheepSettings(BaseModel):
         """Raises ConfigurationError (a ValueError naming no key) for a missing or
         malformed key."""
         if self._config is None:
-            injected = self.client or self.async_client
-            if injected is not None:
-                self._config = injected.config
-            else:
-                self._config = ClientConfig.resolve(
-                    api_key=self.api_key,
-                    base_url=self.base_url,
-                    timeout=self.timeout,
-                    max_retries=self.max_retries,
-                    default_headers=self.default_headers or {},
-                )
+            self._config = adapter_config(
+                self.client_settings,
+                injected=self.client or self.async_client,
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                default_headers=self.default_headers or {},
+            )
         return self._config
 
     def _sync_client(self) -> HolySheepClient:
@@ -87,4 +93,7 @@ class HolySheepSettings(BaseModel):
     def _prices(self) -> PriceTable:
         # Not from _config: the profile is resolved by a validator that may run first.
         injected = self.client or self.async_client
-        return injected.prices if injected is not None else _DEFAULT_PRICES
+        if injected is not None:
+            return injected.prices
+        prices = (self.client_settings or {}).get("prices")
+        return prices if isinstance(prices, PriceTable) else _DEFAULT_PRICES

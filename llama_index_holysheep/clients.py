@@ -1,8 +1,9 @@
 """Which core client a LlamaIndex object talks through, and the settings that pick it.
 
 Objects built with the same settings share the process's client (and so one connection
-pool) through :func:`holysheep_core.shared.shared_client`; a client passed in explicitly is
-used as it is. Nothing here opens a connection: clients are looked up on first use.
+pool, and one set of resilience policies) through
+:func:`holysheep_core.shared.shared_client`; a client passed in explicitly is used as it
+is. Nothing here opens a connection: clients are looked up on first use.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
 from holysheep_core import AsyncHolySheepClient, ClientConfig, HolySheepClient
-from holysheep_core.shared import shared_client
+from holysheep_core.shared import adapter_config, shared_client
 
 __all__ = ["ClientSettings", "Clients"]
 
@@ -32,19 +33,23 @@ class Clients:
         api_base: str | None,
         timeout: float | None,
         max_retries: int | None,
+        client_settings: dict[str, Any] | None = None,
         client: HolySheepClient | None = None,
         async_client: AsyncHolySheepClient | None = None,
     ) -> Clients:
         """An injected client brings its own settings; otherwise arguments, then
-        ``HOLYSHEEP_API_KEY`` / ``HOLYSHEEP_BASE_URL``. Raises ``ConfigurationError`` for a
-        missing or malformed key, before any request."""
-        given = client or async_client
-        if given is not None:
-            return cls(given.config, client, async_client)
-        config = ClientConfig.resolve(
-            api_key=api_key, base_url=api_base, timeout=timeout, max_retries=max_retries
+        ``HOLYSHEEP_API_KEY`` / ``HOLYSHEEP_BASE_URL``, plus ``client_settings``. Raises
+        ``ConfigurationError`` for a missing or malformed key or an unknown setting, before
+        any request."""
+        config = adapter_config(
+            client_settings,
+            injected=client or async_client,
+            api_key=api_key,
+            base_url=api_base,
+            timeout=timeout,
+            max_retries=max_retries,
         )
-        return cls(config)
+        return cls(config, client, async_client)
 
     def sync(self) -> HolySheepClient:
         return self.injected or shared_client(self.config)
@@ -62,6 +67,12 @@ class ClientSettings(BaseModel):
     api_base: str | None = Field(default=None, description="The API's base URL.")
     timeout: float | None = Field(default=None, gt=0, description="Read timeout in seconds.")
     max_retries: int | None = Field(default=None, ge=0, description="Retries per call.")
+    client_settings: dict[str, Any] | None = Field(
+        default=None,
+        exclude=True,
+        description="Further ClientConfig fields (breaker, rate_limits, budget_usd, prices, "
+        "hooks, ...) for the shared client; not serialised.",
+    )
 
     _clients: Clients = PrivateAttr()
 
@@ -74,6 +85,7 @@ class ClientSettings(BaseModel):
             api_base=self.api_base,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            client_settings=self.client_settings,
             client=client,
             async_client=async_client,
         )

@@ -6,14 +6,19 @@ from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field
+from llama_index.core.instrumentation import get_dispatcher
 
 from holysheep_core import AsyncHolySheepClient, EmbeddingResponse, HolySheepClient
 
 from .clients import ClientSettings
+from .handlers import HolySheepCostHandler
+from .usage import HolySheepEmbeddingUsageEvent, embedding_usage
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "HolySheepEmbedding"]
 
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+
+dispatcher = get_dispatcher(__name__)
 
 
 class HolySheepEmbedding(BaseEmbedding, ClientSettings):
@@ -21,13 +26,16 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
 
     LlamaIndex cuts long lists into ``embed_batch_size`` texts; each batch is one request
     through the shared client (pooled, retried). The async methods are true async twins.
+    Each request's tokens and USD reach ``HolySheepCostHandler`` and
+    ``HolySheepUsageEventHandler`` (as a ``HolySheepEmbeddingUsageEvent``).
 
     Args:
         model_name: the embedding model.
         dimensions: length of the vectors, for models that can shorten them (None: the
             model's own).
-        api_key, api_base, timeout, max_retries, client, async_client: as for
-            :class:`~llama_index_holysheep.HolySheep`; the key never appears in dumps.
+        api_key, api_base, timeout, max_retries, client_settings, client, async_client: as
+            for :class:`~llama_index_holysheep.HolySheep`; the key never appears in dumps.
+            Embeddings never fall back to another model (its vectors would not compare).
         additional_kwargs: other request parameters sent with every call.
 
     Raises:
@@ -65,10 +73,22 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
         }
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return _vectors(self._clients.sync().embeddings(**self._params(texts)))
+        return self._vectors(self._clients.sync().embeddings(**self._params(texts)))
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return _vectors(await self._clients.asynchronous().embeddings(**self._params(texts)))
+        return self._vectors(await self._clients.asynchronous().embeddings(**self._params(texts)))
+
+    def _vectors(self, response: EmbeddingResponse) -> list[Embedding]:
+        """The vectors in input order, after reporting the request's usage: LlamaIndex's own
+        embedding events carry none, and async batches run in tasks of their own, so the
+        usage goes out here, once per request, to whoever counts it."""
+        model = response.model or self.model_name
+        usage = embedding_usage(response)
+        dispatcher.event(HolySheepEmbeddingUsageEvent(model=model, usage=usage))
+        for handler in self.callback_manager.handlers:
+            if isinstance(handler, HolySheepCostHandler):
+                handler.add(model, usage)
+        return [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]
@@ -81,7 +101,3 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         return await self._aget_text_embedding(query)
-
-
-def _vectors(response: EmbeddingResponse) -> list[Embedding]:
-    return [item.embedding for item in sorted(response.data, key=lambda item: item.index)]

@@ -19,7 +19,6 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
@@ -36,114 +35,70 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.instrumentation.events.span import SpanDropEvent
 
-from holysheep_core import TokenUsage
+from holysheep_core import TokenUsage, UsageTally
 
 from .llm import HolySheep
-from .usage import usage_of
+from .usage import served_model, usage_of
 
 __all__ = ["HolySheepCostHandler", "HolySheepUsageEventHandler"]
 
 _OPEN_LIMIT = 10_000
 
 
-class _Tally:
-    """Calls in flight and what finished ones used, by model; safe across threads."""
+class _CallTally(UsageTally):
+    """A :class:`~holysheep_core.UsageTally` that also follows ``HolySheep`` calls in
+    flight, to count each once when its final response arrives."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
+        self._calls_lock = threading.Lock()
         self._open: OrderedDict[Any, str] = OrderedDict()
-        self._by_model: dict[str, TokenUsage] = {}
-        self.abandoned = 0
+        self._abandoned = 0
 
-    def open(self, key: Any, model_dict: Any) -> None:
+    def _open_call(self, key: Any, model_dict: Any) -> None:
         if not isinstance(model_dict, dict) or model_dict.get("class_name") != (
             HolySheep.class_name()
         ):
             return
-        with self._lock:
+        with self._calls_lock:
             self._open[key] = str(model_dict.get("model_name", ""))
             # A call that never ends (a stream nobody iterated) must not grow this forever.
             while len(self._open) > _OPEN_LIMIT:
                 self._open.popitem(last=False)
 
-    def finish(self, key: Any, response: Any, *, final_only: bool = False) -> None:
-        """Count the call ``key`` once, with the usage on ``response`` (its last one)."""
+    def _finish_call(self, key: Any, response: Any, *, final_only: bool = False) -> None:
+        """Count the call ``key`` once, with the usage on ``response`` (its last one),
+        under the model that served it (a fallback model, when the call fell back)."""
         usage = usage_of(response)
         if usage is None:
             if final_only:
                 return
             usage = TokenUsage.from_usage(None, None)  # ended without usage: unknown
-        with self._lock:
+        with self._calls_lock:
             model = self._open.pop(key, None)
-            if model is not None:
-                old = self._by_model.get(model)
-                self._by_model[model] = usage if old is None else old + usage
+        if model is not None:
+            self.add(served_model(response) or model, usage)
 
-    def fail(self, key: Any, error: BaseException | None) -> None:
-        with self._lock:
+    def _fail_call(self, key: Any, error: BaseException | None) -> None:
+        with self._calls_lock:
             if self._open.pop(key, None) is not None and isinstance(
                 error, (GeneratorExit, asyncio.CancelledError)
             ):
-                self.abandoned += 1
-
-    def by_model(self) -> dict[str, TokenUsage]:
-        with self._lock:
-            return dict(self._by_model)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._open.clear()
-            self._by_model.clear()
-            self.abandoned = 0
-
-
-class _Report:
-    """What both handlers report."""
-
-    _tally: _Tally
-
-    @property
-    def by_model(self) -> dict[str, TokenUsage]:
-        """Tokens and USD (``cost_usd``, a ``Decimal``) of finished calls, by model name."""
-        return self._tally.by_model()
-
-    @property
-    def usage(self) -> TokenUsage:
-        """All models together."""
-        return sum(self._tally.by_model().values(), TokenUsage())
-
-    @property
-    def successful_requests(self) -> int:
-        return self.usage.requests
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.usage.input_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.usage.output_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        return self.usage.total_tokens
-
-    @property
-    def total_cost_usd(self) -> float | None:
-        """USD of the counted calls; None when none had a known price (unknown, not $0)."""
-        cost = self.usage.cost_usd
-        return None if cost is None else float(cost)
+                self._abandoned += 1
 
     @property
     def abandoned_calls(self) -> int:
         """Calls left before their usage arrived (streams closed early, cancelled tasks)."""
-        return self._tally.abandoned
+        return self._abandoned
 
     def reset(self) -> None:
-        self._tally.reset()
+        with self._calls_lock:
+            self._open.clear()
+            self._abandoned = 0
+        super().reset()
 
 
-class HolySheepCostHandler(_Report, BaseCallbackHandler):
+class HolySheepCostHandler(BaseCallbackHandler, _CallTally):
     """``CallbackManager`` handler: tokens and USD of ``HolySheep`` calls, by model.
 
     Example:
@@ -156,8 +111,8 @@ class HolySheepCostHandler(_Report, BaseCallbackHandler):
     """
 
     def __init__(self) -> None:
-        super().__init__(event_starts_to_ignore=[], event_ends_to_ignore=[])
-        self._tally = _Tally()
+        BaseCallbackHandler.__init__(self, event_starts_to_ignore=[], event_ends_to_ignore=[])
+        _CallTally.__init__(self)
 
     def on_event_start(
         self,
@@ -168,7 +123,7 @@ class HolySheepCostHandler(_Report, BaseCallbackHandler):
         **kwargs: Any,
     ) -> str:
         if event_type == CBEventType.LLM and payload:
-            self._tally.open(event_id, payload.get(EventPayload.SERIALIZED))
+            self._open_call(event_id, payload.get(EventPayload.SERIALIZED))
         return event_id
 
     def on_event_end(
@@ -182,10 +137,10 @@ class HolySheepCostHandler(_Report, BaseCallbackHandler):
             return
         payload = payload or {}
         if EventPayload.EXCEPTION in payload:
-            self._tally.fail(event_id, payload[EventPayload.EXCEPTION])
+            self._fail_call(event_id, payload[EventPayload.EXCEPTION])
             return
         response = payload.get(EventPayload.RESPONSE, payload.get(EventPayload.COMPLETION))
-        self._tally.finish(event_id, response)
+        self._finish_call(event_id, response)
 
     def start_trace(self, trace_id: str | None = None) -> None:
         return None
@@ -196,7 +151,7 @@ class HolySheepCostHandler(_Report, BaseCallbackHandler):
         return None
 
 
-class HolySheepUsageEventHandler(_Report, BaseEventHandler):
+class HolySheepUsageEventHandler(BaseEventHandler, _CallTally):
     """Instrumentation handler: tokens and USD of ``HolySheep`` calls, by model.
 
     A stream is counted as soon as its final response is handed out, so a caller that stops
@@ -210,7 +165,9 @@ class HolySheepUsageEventHandler(_Report, BaseEventHandler):
         ```
     """
 
-    _tally: _Tally = PrivateAttr(default_factory=_Tally)
+    def model_post_init(self, context: Any, /) -> None:
+        # pydantic's __init__ does not chain to the tally's.
+        _CallTally.__init__(self)
 
     @classmethod
     def class_name(cls) -> str:
@@ -218,15 +175,15 @@ class HolySheepUsageEventHandler(_Report, BaseEventHandler):
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         if isinstance(event, (LLMChatStartEvent, LLMCompletionStartEvent)):
-            self._tally.open(event.span_id, event.model_dict)
+            self._open_call(event.span_id, event.model_dict)
         elif isinstance(event, (LLMChatInProgressEvent, LLMCompletionInProgressEvent)):
-            self._tally.finish(event.span_id, event.response, final_only=True)
+            self._finish_call(event.span_id, event.response, final_only=True)
         elif isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
-            self._tally.finish(event.span_id, event.response)
+            self._finish_call(event.span_id, event.response)
         elif isinstance(event, ExceptionEvent):
-            self._tally.fail(event.span_id, event.exception)
+            self._fail_call(event.span_id, event.exception)
         elif isinstance(event, SpanDropEvent):  # a call that failed before it returned
-            self._tally.fail(event.span_id, None)
+            self._fail_call(event.span_id, None)
 
     def __enter__(self) -> HolySheepUsageEventHandler:
         get_dispatcher().add_event_handler(self)

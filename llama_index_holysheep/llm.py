@@ -30,7 +30,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import BaseModel, Field
+from llama_index.core.bridge.pydantic import BaseModel, Field, field_validator
 from llama_index.core.constants import DEFAULT_TEMPERATURE
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.llm import (
@@ -50,6 +50,7 @@ from holysheep_core import (
     HolySheepClient,
     ModelProfile,
 )
+from holysheep_core.policy.fallback import check_models
 
 from .clients import ClientSettings
 from .messages import to_wire_messages, tool_selections
@@ -89,12 +90,24 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         strict: mark tool schemas ``strict`` (the model must match them exactly).
         structured_output: how ``structured_predict`` asks for JSON: ``"function_calling"``
             (a forced tool call) or ``"json_schema"`` (``response_format``).
+        fallback_models: models to try in order when ``model`` fails (open circuit, retries
+            spent on a 5xx, 429, timeout or connection error, a context-length error); the
+            response's ``raw["model"]``, its cost and the cost handlers then name the model
+            that served. A call's ``fallback_models=`` wins (``[]`` turns it off). None: the
+            client's (none by default).
+        client_settings: further ``ClientConfig`` fields for the shared client: ``breaker``
+            (``BreakerPolicy``), ``rate_limits`` (``RateLimits``), ``budget_usd`` (a USD cap,
+            or a ``Budget`` shared with others; a call it cannot cover raises
+            ``BudgetExceededError`` before anything is sent), ``prices``, ``retry``, hooks
+            (``on_usage``, ``on_retry``, ``on_fallback``, ``on_breaker_change``), ... Objects
+            with equal settings share one client, and so one breaker, limiter and cap.
         client, async_client: core clients to use instead of the process's shared ones
             (their settings then replace ``api_key``, ``api_base``, ``timeout`` and
-            ``max_retries``).
+            ``max_retries``; ``client_settings`` must then be left out).
 
     Raises:
-        ConfigurationError: no API key, or a malformed one, before any request.
+        ConfigurationError: no API key, or a malformed one, or an unknown
+            ``client_settings`` field, before any request.
 
     Example:
         ```python
@@ -122,6 +135,14 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
     structured_output: Literal["function_calling", "json_schema"] = Field(
         default="function_calling", description="How structured_predict asks for JSON."
     )
+    fallback_models: list[str] | None = Field(
+        default=None, description="Models to try in order when the model fails."
+    )
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _fallback_models(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(check_models(value))
 
     def __init__(
         self,
@@ -170,6 +191,7 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         params = {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "fallback_models": self.fallback_models,  # the core's call option, not sent
             **self.additional_kwargs,
             **kwargs,
         }

@@ -10,7 +10,13 @@ which LlamaIndex's ``TokenCountingHandler`` reads instead of re-tokenising) and 
   no price or the server sent no usage (unknown, never $0).
 
 ``cost_usd`` is present on exactly one response per call (the last one of a stream), which
-is how the handlers know a call is finished and never count it twice.
+is how the handlers know a call is finished and never count it twice; ``raw["model"]`` names
+the model that served it (a fallback model, when the call fell back).
+
+Embeddings have no such response: LlamaIndex hands its ``EMBEDDING`` callbacks and its
+``EmbeddingEndEvent`` only the texts and the vectors. So ``HolySheepEmbedding`` reports each
+request itself, as a :class:`HolySheepEmbeddingUsageEvent` on the instrumentation dispatcher
+(and straight to the cost handlers of its own callback manager).
 """
 
 from __future__ import annotations
@@ -18,9 +24,18 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from holysheep_core import TokenUsage, Usage
+from llama_index.core.instrumentation.events import BaseEvent
 
-__all__ = ["COST_KEY", "usage_fields", "usage_of"]
+from holysheep_core import EmbeddingResponse, TokenUsage, Usage
+
+__all__ = [
+    "COST_KEY",
+    "HolySheepEmbeddingUsageEvent",
+    "embedding_usage",
+    "served_model",
+    "usage_fields",
+    "usage_of",
+]
 
 COST_KEY = "cost_usd"
 
@@ -53,3 +68,34 @@ def usage_of(response: Any) -> TokenUsage | None:
     # repr() of the float is the shortest string that round-trips, so prices with a few
     # decimals come back exact and sums stay exact.
     return TokenUsage.from_usage(usage, None if cost is None else Decimal(repr(cost)))
+
+
+def served_model(response: Any) -> str | None:
+    """The model a final response says served the call, if it names one."""
+    raw = getattr(response, "raw", None)
+    model = raw.get("model") if isinstance(raw, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+class HolySheepEmbeddingUsageEvent(BaseEvent):
+    """One embeddings request of ``HolySheepEmbedding``: the tokens the server reported and
+    their USD from the client's price table (``usage.cost_usd`` None when the model has no
+    price). Sent once per request; a text served from an embeddings cache sends none."""
+
+    model: str
+    usage: TokenUsage
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "HolySheepEmbeddingUsageEvent"
+
+
+def embedding_usage(response: EmbeddingResponse) -> TokenUsage:
+    """The tokens and cost of one embeddings request."""
+    wire = response.usage
+    usage = (
+        None
+        if wire is None
+        else Usage(prompt_tokens=wire.prompt_tokens, total_tokens=wire.total_tokens)
+    )
+    return TokenUsage.from_usage(usage, response.cost_usd)

@@ -56,6 +56,17 @@ def test_unmarked_keeps_the_network():
     with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
         sock.connect(("127.0.0.1", 9))  # reached the port: nothing blocked it
 
+@pytest.mark.holysheep_vcr(record_mode="once")
+@pytest.mark.default_cassette("test_chat_completion")
+def test_once_with_a_cassette_replays(holysheep_target):
+    assert holysheep_target.source == "cassette"
+
+@pytest.mark.holysheep_vcr(record_mode="once")
+def test_once_without_a_cassette_records_live_with_the_users_key(holysheep_target):
+    assert holysheep_target.source == "live"
+    assert os.environ["HOLYSHEEP_API_KEY"] == holysheep_target.api_key == "users-own-key-123456"
+    assert "users-own-key" not in repr(holysheep_target)
+
 class TestPresetInOwnConfig:
     @pytest.fixture
     def vcr_config(self, holysheep_vcr_config):
@@ -105,7 +116,7 @@ QUIET = [
 
 def test_marker_replays_blocks_and_leaves_other_tests_alone(user_project: pytest.Pytester) -> None:
     result = user_project.runpytest(*QUIET)
-    result.assert_outcomes(passed=5, failed=1)
+    result.assert_outcomes(passed=7, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_changed_prompt*",

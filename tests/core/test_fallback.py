@@ -35,7 +35,8 @@ def test_spent_retries_move_the_call_to_the_next_model(emulator: Any, make_clien
     emulator.inject(Fault.status(503), times=2)  # both attempts on the first model
     completion = client.chat_completion(model=PRIMARY, messages=HI)
     assert models_sent(emulator) == [PRIMARY, PRIMARY, BACKUP]
-    assert completion.model == BACKUP  # the answer says who answered
+    assert completion.model == BACKUP  # the server names the model that answered
+    assert completion.served_model == BACKUP  # and so does the client, whatever the server says
     assert completion.attempts == 3
     # Usage and cost are booked to the model that served, at its price.
     assert completion.cost_usd == client.prices.cost(BACKUP, completion.usage)
@@ -53,7 +54,7 @@ def test_a_context_length_error_moves_on_without_retrying(emulator: Any, make_cl
     long = [{"role": "user", "content": "word " * 1500}]  # past a 1,000-token window
     completion = client.chat_completion(model="tiny-small-context", messages=long)
     assert models_sent(emulator) == ["tiny-small-context", PRIMARY]
-    assert completion.model == PRIMARY
+    assert completion.model == completion.served_model == PRIMARY
 
 
 def test_an_open_breaker_moves_on_without_a_request(emulator: Any, make_client: Any) -> None:

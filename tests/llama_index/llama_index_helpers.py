@@ -7,7 +7,7 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage
 
-from holysheep_core import Usage
+from holysheep_core import PriceTable, TokenUsage, Usage
 from holysheep_core.emulator import count_prompt_tokens, count_tokens
 
 CHAT_METHODS = ("chat", "achat", "stream_chat", "astream_chat")
@@ -34,3 +34,16 @@ def usage_by_rule(body: dict[str, Any], answer: str) -> Usage:
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
+
+
+def embedding_usage_by_rule(emulator: Any, prices: PriceTable | None = None) -> TokenUsage:
+    """The tokens of the embeddings requests the emulator received, by its documented rule
+    (``count_tokens`` of each input), priced by ``prices`` (the default table otherwise)."""
+    table, total = prices or PriceTable(), TokenUsage()
+    for recorded in emulator.requests:
+        if recorded.path.endswith("/embeddings"):
+            texts = recorded.body["input"]
+            tokens = sum(count_tokens(t) for t in ([texts] if isinstance(texts, str) else texts))
+            usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
+            total += TokenUsage.from_usage(usage, table.cost(recorded.body["model"], usage))
+    return total

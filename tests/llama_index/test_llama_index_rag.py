@@ -12,7 +12,7 @@ import pytest
 from llama_index.core import Document, VectorStoreIndex, get_response_synthesizer
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index_helpers import usage_by_rule
+from llama_index_helpers import embedding_usage_by_rule, usage_by_rule
 
 from holysheep_core import InvalidRequestError
 from holysheep_core.emulator import embed
@@ -97,7 +97,28 @@ def test_query_engine_retrieves_and_answers(
     chat = next(r.body for r in emulator.requests if r.path.endswith("/chat/completions"))
     expected = usage_by_rule(chat, str(response))
     assert counter.total_llm_token_count == expected.total_tokens
-    assert costs.total_tokens == expected.total_tokens
+    assert_costs(costs, llm, embed_model, emulator, expected.total_tokens)
+
+
+def assert_costs(
+    costs: HolySheepCostHandler,
+    llm: Any,
+    embed_model: HolySheepEmbedding,
+    emulator: Any,
+    llm_tokens: int,
+) -> None:
+    """The handler saw the answer and every embeddings request (the index's and the
+    question's), each under its own model."""
+    embedded = embedding_usage_by_rule(emulator)
+    assert embedded.requests == 2, "one request for the documents, one for the question"
+    assert costs.by_model[llm.model].total_tokens == llm_tokens
+    assert costs.by_model[embed_model.model_name] == embedded
+    assert costs.total_tokens == llm_tokens + embedded.total_tokens
+    # The embedding model has no price in the default table: the total leaves it out, and
+    # says so.
+    assert embedded.cost_usd is None
+    assert costs.unpriced_requests == embedded.requests
+    assert costs.usage.cost_usd == costs.by_model[llm.model].cost_usd is not None
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
@@ -116,4 +137,4 @@ async def test_streaming_query_engine(
     assert text.startswith("You said: ") and "Volcanoes erupt lava" in text
     chat = next(r.body for r in emulator.requests if r.path.endswith("/chat/completions"))
     assert chat["stream"] is True
-    assert costs.total_tokens == usage_by_rule(chat, text).total_tokens
+    assert_costs(costs, llm, embed_model, emulator, usage_by_rule(chat, text).total_tokens)

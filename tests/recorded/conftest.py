@@ -22,18 +22,15 @@ from holysheep_core import __version__
 from holysheep_core.testing import Target
 
 RECORDED = Path(__file__).parent
+CASSETTES = RECORDED.parent.parent / "cassettes"
 _NOTES = pytest.StashKey[dict[str, str]]()
-
-
-def cassette_root(config: pytest.Config) -> Path:
-    return config.rootpath / "cassettes"
 
 
 @pytest.fixture(scope="module")
 def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
     module = Path(request.node.path)
     suite = module.parent.relative_to(RECORDED)
-    return str(cassette_root(request.config) / suite / module.stem)
+    return str(CASSETTES / suite / module.stem)
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +40,7 @@ def _note_recording_source(
     if holysheep_target.replaying:
         return
     name = request.getfixturevalue("default_cassette_name") + ".yaml"
-    path = Path(vcr_cassette_dir, name).relative_to(cassette_root(request.config))
+    path = Path(vcr_cassette_dir, name).relative_to(CASSETTES)
     if holysheep_target.source == "live":
         source = f"live API ({holysheep_target.base_url})"
     else:
@@ -55,4 +52,4 @@ def _note_recording_source(
 def pytest_sessionfinish(session: pytest.Session) -> None:
     notes: dict[str, Any] = session.config.stash.get(_NOTES, {})
     if notes:
-        update_sources(cassette_root(session.config), notes)
+        update_sources(CASSETTES, notes)
