@@ -35,7 +35,7 @@ bench: $(BENCH_STAMP)
 		echo "nginx could not be installed: the benchmark uses its asyncio fallback server"
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-# Re-record the cassettes of tests/recorded (docs/replay.md): against the live API when
+# Re-record the cassettes of tests/recorded (README: "Replaying recorded tests offline"): against the live API when
 # HOLYSHEEP_API_KEY is set (sockets opened for it), else against the bundled emulator.
 # RECORD_ARGS narrows it, e.g. `make record RECORD_ARGS="-k langchain"`.
 record: $(STAMP)

@@ -1,7 +1,7 @@
 """langchain-tests' standard integration suite for ``ChatHolySheep``, against the emulator.
 
 Each xfail below names a limit of the emulator, not of the adapter; they are collected in
-``XFAILS.md``.
+the README (LangChain section).
 """
 
 from __future__ import annotations
