@@ -150,6 +150,14 @@ def test_committed_cassettes_hold_no_credentials() -> None:
         assert b"Bearer " not in data, path
 
 
+def test_committed_cassettes_read_like_the_public_api() -> None:
+    # Recorded against the emulator on a random loopback port: neither the URL nor the Host
+    # header may keep that port, or every re-recording rewrites every cassette.
+    for path in sorted(COMMITTED.rglob("*.yaml")):
+        text = path.read_text()
+        assert "127.0.0.1" not in text and "localhost" not in text, path
+
+
 def test_find_leaks_reports_each_kind(tmp_path: Path) -> None:
     planted = {
         "interactions": [

@@ -111,9 +111,13 @@ class Scrubber:
         """``before_record_request``: learn the presented key, then drop or redact it."""
         self._learn(request.headers)
         secrets = self._secrets()
+        rewrite_host = self._public_origin and urlsplit(request.uri).hostname in LOOPBACK_HOSTS
         for name, value in list(request.headers.items()):
             if is_secret_header(name) or self._holds_secret(str(value), secrets):
                 del request.headers[name]
+            elif rewrite_host and name.lower() == "host":
+                # The emulator's random loopback port would churn every re-recording.
+                request.headers[name] = urlsplit(self._public_origin).netloc
         request.uri = self._clean_uri(request.uri, secrets)
         body = request.body
         if isinstance(body, (bytes, str)):

@@ -193,7 +193,7 @@ async def test_exhausted_retries_and_the_deadline(
 
 async def test_the_deadline_caps_a_slow_attempt(emulator: Any, make_async_client: Any) -> None:
     client = make_async_client(timeout=30, retry=RetryPolicy(deadline=0.3))
-    emulator.inject(Fault.slow_first_byte(3))
+    emulator.inject(Fault.slow_first_byte(1.5))
     with pytest.raises(APITimeoutError) as info:
         await client.chat_completion(model=MODEL, messages=HI)
     assert "deadline" in info.value.__notes__[0]
@@ -230,7 +230,7 @@ async def test_connection_refused_is_a_connection_error(
 
 
 async def test_slow_first_byte_past_the_read_timeout(emulator: Any, make_async_client: Any) -> None:
-    emulator.inject(Fault.slow_first_byte(2))
+    emulator.inject(Fault.slow_first_byte(1.0))
     client = make_async_client(timeout={"read": 0.2}, max_retries=0)
     with pytest.raises(APITimeoutError) as info:
         await client.chat_completion(model=MODEL, messages=HI)
@@ -238,7 +238,7 @@ async def test_slow_first_byte_past_the_read_timeout(emulator: Any, make_async_c
 
 
 async def test_a_timeout_is_retried(emulator: Any, make_async_client: Any) -> None:
-    emulator.inject(Fault.slow_first_byte(2))
+    emulator.inject(Fault.slow_first_byte(1.0))
     client = make_async_client(timeout={"read": 0.2})
     assert (await client.chat_completion(model=MODEL, messages=HI)).attempts == 2
 
@@ -249,7 +249,7 @@ async def test_a_saturated_pool_is_a_timeout_that_says_so(
     client = make_async_client(
         max_connections=1, timeout={"pool": 0.2, "connect": 0.2}, max_retries=0
     )
-    emulator.inject(Fault.stall_mid_stream(after=1, seconds=2.0))
+    emulator.inject(Fault.stall_mid_stream(after=1, seconds=1.0))
     held = await client.stream_chat_completion(model=MODEL, messages=HI)
     await held.__anext__()  # the only connection is now busy
     with pytest.raises(APITimeoutError) as info:
@@ -331,7 +331,7 @@ async def test_bad_stream_content_is_a_stream_error(
 async def test_a_stall_past_the_read_timeout_is_a_stream_error(
     emulator: Any, make_async_client: Any
 ) -> None:
-    emulator.inject(Fault.stall_mid_stream(after=2, seconds=2.0))
+    emulator.inject(Fault.stall_mid_stream(after=2, seconds=1.0))
     client = make_async_client(timeout={"read": 0.2})
     with pytest.raises(StreamError):
         await collect(await client.stream_chat_completion(model=MODEL, messages=HI))

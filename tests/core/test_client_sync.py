@@ -291,7 +291,7 @@ def test_the_deadline_caps_retries(emulator: Any, make_client: Any, fake_time: A
 def test_the_deadline_caps_a_slow_attempt(emulator: Any, make_client: Any) -> None:
     # A read timeout of 30 s, but 0.3 s left in the call: the attempt gets 0.3 s.
     client = make_client(timeout=30, retry=RetryPolicy(max_retries=3, deadline=0.3))
-    emulator.inject(Fault.slow_first_byte(3))
+    emulator.inject(Fault.slow_first_byte(1.5))
     with pytest.raises(APITimeoutError) as info:
         client.chat_completion(model=MODEL, messages=HI)
     assert "deadline" in info.value.__notes__[0]
@@ -354,7 +354,7 @@ def test_retry_hooks_see_each_retry_and_a_failing_hook_is_harmless(
 
 
 def test_a_timeout_is_retried(emulator: Any, make_client: Any) -> None:
-    emulator.inject(Fault.slow_first_byte(2))
+    emulator.inject(Fault.slow_first_byte(1.0))
     client = make_client(timeout={"read": 0.2})
     assert client.chat_completion(model=MODEL, messages=HI).attempts == 2
 
@@ -363,7 +363,7 @@ def test_a_timeout_is_retried(emulator: Any, make_client: Any) -> None:
 
 
 def test_slow_first_byte_past_the_read_timeout(emulator: Any, make_client: Any) -> None:
-    emulator.inject(Fault.slow_first_byte(2))
+    emulator.inject(Fault.slow_first_byte(1.0))
     with pytest.raises(APITimeoutError) as info:
         make_client(timeout={"read": 0.2}, max_retries=0).chat_completion(model=MODEL, messages=HI)
     assert "timed out" in str(info.value)
@@ -377,7 +377,7 @@ def test_slow_first_byte_within_the_read_timeout_is_fine(emulator: Any, make_cli
 
 def test_a_saturated_pool_is_a_timeout_that_says_so(emulator: Any, make_client: Any) -> None:
     client = make_client(max_connections=1, timeout={"pool": 0.2}, max_retries=0)
-    emulator.inject(Fault.stall_mid_stream(after=1, seconds=2.0))
+    emulator.inject(Fault.stall_mid_stream(after=1, seconds=1.0))
     held = client.stream_chat_completion(model=MODEL, messages=HI)
     next(held)  # the only connection is now busy
     with pytest.raises(APITimeoutError) as info:
@@ -479,7 +479,7 @@ def test_bad_stream_content_is_a_stream_error(
 
 
 def test_a_stall_past_the_read_timeout_is_a_stream_error(emulator: Any, make_client: Any) -> None:
-    emulator.inject(Fault.stall_mid_stream(after=2, seconds=2.0))
+    emulator.inject(Fault.stall_mid_stream(after=2, seconds=1.0))
     with pytest.raises(StreamError) as info:
         list(make_client(timeout={"read": 0.2}).stream_chat_completion(model=MODEL, messages=HI))
     assert "Timeout" in str(info.value)
