@@ -41,6 +41,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-n", "--requests", type=int, default=3000, help="timed calls per target")
     p.add_argument("-c", "--concurrency", type=int, default=100, help="calls in flight")
     p.add_argument("--threads", type=int, default=16, help="threads for the sync clients")
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="repeat a fast target's N calls until it ran this long (at most 10 times)",
+    )
     p.add_argument("--quick", action="store_true", help="N=500, 3 import runs: a fast check")
     p.add_argument(
         "--rounds",
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     n = 500 if args.quick else args.requests
     c = args.concurrency
     import_runs = 3 if args.quick else args.import_runs
+    min_seconds = 0.5 if args.quick else args.min_seconds
     warmup = min(max(2 * c, n // 10), 1000)
     modes = [m for m in args.modes.split(",") if m]
     wanted = {s for s in args.only.split(",") if s}
@@ -144,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "n": n,
         "c": c,
+        "min_seconds": min_seconds,
         "threads": args.threads,
         "warmup": warmup,
         "rounds": args.rounds,
@@ -194,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                         "warmup": warmup,
                         "threads": args.threads,
                         "server_pid": server.pid,
+                        "min_seconds": min_seconds,
                     }
                     r = _measure(spec)
                     raw.setdefault((t.name, mode), []).append(r)

@@ -25,6 +25,14 @@ class Run:
     wrong: int = 0
     """Calls that returned, but not the expected text."""
 
+    def add(self, other: Run) -> None:
+        """Append another batch timed the same way."""
+        self.wall += other.wall
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.wrong += other.wrong
+        self.first_error = self.first_error or other.first_error
+
     def fail(self, exc: BaseException) -> None:
         self.errors += 1
         if self.first_error is None:

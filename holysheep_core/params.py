@@ -106,8 +106,8 @@ def _check_positive_int(name: str, value: Any) -> None:
 
 
 def _check_tools(tools: Any) -> None:
-    if not isinstance(tools, list):
-        raise _fail("tools must be a list", "tools")
+    if not isinstance(tools, list) or not tools:
+        raise _fail("tools must be a non-empty list (leave it out for no tools)", "tools")
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
         if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:

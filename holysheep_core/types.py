@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChatCompletion",
@@ -98,12 +98,36 @@ class Usage(_Wire):
         return d.reasoning_tokens if d is not None and d.reasoning_tokens else 0
 
 
+# What the client fills in after a call, with the value an answer has until then: not part
+# of the wire format, never dumped.
+_CALL_FACTS: dict[str, Any] = {
+    "_cost_usd": None,
+    "_attempts": 1,
+    "_request_id": None,
+    "_served_model": None,
+}
+
+
 class _Costed(_Wire):
-    # Filled by the client after pricing: not part of the wire format, never dumped.
-    _cost_usd: Decimal | None = PrivateAttr(default=None)
-    _attempts: int = PrivateAttr(default=1)
-    _request_id: str | None = PrivateAttr(default=None)
-    _served_model: str | None = PrivateAttr(default=None)
+    # The call facts live in ``__pydantic_private__`` (so copies, pickles and == carry them)
+    # without being declared as PrivateAttr: pydantic would then run a Python initialiser
+    # for every instance, which cost more than validating a stream chunk (benchmarks/).
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _CALL_FACTS:
+            private = self.__pydantic_private__
+            if private is None:
+                object.__setattr__(self, "__pydantic_private__", {name: value})
+            else:
+                private[name] = value
+        else:
+            super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _CALL_FACTS:
+            private = self.__pydantic_private__
+            return _CALL_FACTS[name] if private is None else private.get(name, _CALL_FACTS[name])
+        return super().__getattr__(name)  # type: ignore[misc]
 
     @property
     def cost_usd(self) -> Decimal | None:

@@ -31,7 +31,10 @@ class HolySheepEmbeddings(HolySheepSettings, Embeddings):
     ``batch_size`` (texts per request; longer lists go out in several, concurrently on the
     async path), ``model_kwargs``, and the connection settings of ``ChatHolySheep``
     (``api_key``, ``base_url``, ``timeout``, ``max_retries``, ``default_headers``,
-    ``client=``, ``async_client=``).
+    ``client_settings``, ``client=``, ``async_client=``). Through ``client_settings`` the
+    core's breaker, rate limits and budget apply here too (a budget needs the embedding
+    model's price: ``{"prices": PriceTable().with_prices(...), "budget_usd": 5}``);
+    embeddings never fall back to another model, whose vectors would not compare.
     """
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")

@@ -4,6 +4,7 @@ handlers that report tokens and USD by model, all over the shared ``holysheep_co
 from .embeddings import DEFAULT_EMBEDDING_MODEL, HolySheepEmbedding
 from .handlers import HolySheepCostHandler, HolySheepUsageEventHandler
 from .llm import DEFAULT_CONTEXT_WINDOW, DEFAULT_MODEL, DEFAULT_NUM_OUTPUT, HolySheep
+from .usage import HolySheepEmbeddingUsageEvent
 
 __all__ = [
     "DEFAULT_CONTEXT_WINDOW",
@@ -13,5 +14,6 @@ __all__ = [
     "HolySheep",
     "HolySheepCostHandler",
     "HolySheepEmbedding",
+    "HolySheepEmbeddingUsageEvent",
     "HolySheepUsageEventHandler",
 ]

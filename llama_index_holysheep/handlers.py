@@ -7,9 +7,14 @@
 
 Both read what the ``HolySheep`` LLM wrote on each call's final response (the server's usage
 and the core's price, see :mod:`.usage`): neither counts tokens nor prices anything itself.
-Calls of other LLMs are ignored. A call is counted once, when its final response arrives; a
-stream left early or a cancelled call has no usage to count and is tallied in
-``abandoned_calls`` instead (the server may still bill it).
+Calls of other LLMs are ignored. A call is counted once, when its final response arrives,
+under the model that served it; a stream left early or a cancelled call has no usage to
+count and is tallied in ``abandoned_calls`` instead (the server may still bill it).
+
+``HolySheepEmbedding`` requests are counted too, one per request, under the embedding
+model: ``by_model`` tells them from chat calls, and the totals (``total_tokens``,
+``total_cost_usd``, ``successful_requests``) include them. An embedding model with no
+price in the client's table leaves its cost unknown (``unpriced_requests``), never $0.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from llama_index.core.instrumentation.events.span import SpanDropEvent
 from holysheep_core import TokenUsage, UsageTally
 
 from .llm import HolySheep
-from .usage import served_model, usage_of
+from .usage import HolySheepEmbeddingUsageEvent, served_model, usage_of
 
 __all__ = ["HolySheepCostHandler", "HolySheepUsageEventHandler"]
 
@@ -99,7 +104,8 @@ class _CallTally(UsageTally):
 
 
 class HolySheepCostHandler(BaseCallbackHandler, _CallTally):
-    """``CallbackManager`` handler: tokens and USD of ``HolySheep`` calls, by model.
+    """``CallbackManager`` handler: tokens and USD of ``HolySheep`` calls and
+    ``HolySheepEmbedding`` requests, by model (see :class:`~holysheep_core.UsageTally`).
 
     Example:
         ```python
@@ -152,7 +158,8 @@ class HolySheepCostHandler(BaseCallbackHandler, _CallTally):
 
 
 class HolySheepUsageEventHandler(BaseEventHandler, _CallTally):
-    """Instrumentation handler: tokens and USD of ``HolySheep`` calls, by model.
+    """Instrumentation handler: tokens and USD of ``HolySheep`` calls and
+    ``HolySheepEmbedding`` requests, by model (see :class:`~holysheep_core.UsageTally`).
 
     A stream is counted as soon as its final response is handed out, so a caller that stops
     right after it still has the call counted.
@@ -184,6 +191,8 @@ class HolySheepUsageEventHandler(BaseEventHandler, _CallTally):
             self._fail_call(event.span_id, event.exception)
         elif isinstance(event, SpanDropEvent):  # a call that failed before it returned
             self._fail_call(event.span_id, None)
+        elif isinstance(event, HolySheepEmbeddingUsageEvent):
+            self.add(event.model, event.usage)
 
     def __enter__(self) -> HolySheepUsageEventHandler:
         get_dispatcher().add_event_handler(self)

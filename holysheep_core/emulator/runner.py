@@ -129,6 +129,12 @@ class Emulator:
         finally:
             if runner is not None:
                 loop.run_until_complete(runner.cleanup())
+            # Handlers still asleep in an injected stall or slow first byte: cancel and
+            # await them, so none is destroyed pending when the loop closes.
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             sock.close()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())

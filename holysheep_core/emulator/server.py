@@ -236,7 +236,7 @@ async def _send_stream(request: web.Request, plan: list[StreamStep]) -> web.Stre
                 if request.transport is not None:
                     request.transport.abort()
                 return response
-            if isinstance(step, float):
+            if isinstance(step, (int, float)):
                 await asyncio.sleep(step)
                 continue
             await response.write(step)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -42,33 +43,48 @@ def _timeout(config: ClientConfig, cap: float | None) -> Any:
     )
 
 
+POOL_SATURATED = (
+    "timed out waiting for a free connection: the pool is saturated "
+    "(raise max_connections or lower concurrency)"
+)
+
+
 def convert_httpx_error(exc: Exception) -> HolySheepError:
     """The most specific of our errors for an httpx failure (the key is never in it)."""
+    # The httpx error stays chained as __cause__ for debugging; its request, which holds the
+    # Authorization header, must not travel with it into error trackers.
+    if isinstance(exc, httpx.RequestError):
+        exc._request = None
     if isinstance(exc, httpx.PoolTimeout):
-        return PoolTimeoutError(
-            "timed out waiting for a free connection: the pool is saturated "
-            "(raise max_connections or lower concurrency)"
-        )
+        return PoolTimeoutError(POOL_SATURATED)
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"request timed out ({type(exc).__name__})")
     return APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}")
 
 
 class _SyncBody:
-    __slots__ = ("_response",)
+    __slots__ = ("_release", "_response")
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, release: Callable[[], None]) -> None:
         self._response = response
+        self._release = release
 
     def iter_bytes(self) -> Iterator[bytes]:
         return self._response.iter_bytes()
 
     def close(self) -> None:
         self._response.close()
+        self._release()
 
 
 class HttpxTransport:
-    """One pooled ``httpx.Client`` for the life of a sync client; thread-safe."""
+    """One pooled ``httpx.Client`` for the life of a sync client; thread-safe.
+
+    A gate of ``max_connections`` slots, held from sending until the body is closed, keeps
+    httpcore's pool from ever queueing a request: with queued requests it can hand a queued
+    one a connection it is about to close (encode/httpcore#1110), and the retry that follows
+    would send the same POST, and bill it, twice.
+    """
 
     def __init__(self, config: ClientConfig, *, client: httpx.Client | None = None) -> None:
         self._config = config
@@ -77,34 +93,59 @@ class HttpxTransport:
         self._client = client or httpx.Client(timeout=timeout, limits=limits)
         self._headers = default_headers(config)
         self._base = config.base_url
+        self._gate = threading.BoundedSemaphore(config.max_connections)
+
+    def _enter(self, cap: float | None) -> Callable[[], None]:
+        wait = self._config.timeout.pool if cap is None else min(self._config.timeout.pool, cap)
+        if not self._gate.acquire(timeout=wait):
+            raise PoolTimeoutError(POOL_SATURATED)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._gate.release()
+
+        return release
 
     def send(self, request: Send) -> Reply:
         client = self._client
         headers = {**self._headers, **request.headers} if request.headers else self._headers
+        release = self._enter(request.timeout)
         try:
-            req = client.build_request(
-                request.method,
-                self._base + request.path,
-                content=request.body,
-                headers=headers,
-                timeout=_timeout(self._config, request.timeout),
-            )
-            response = client.send(req, stream=True)
-        except httpx.HTTPError as exc:
-            raise convert_httpx_error(exc) from exc
-        if request.stream and response.is_success:
-            return Reply(response.status_code, response.headers, stream=_SyncBody(response))
-        try:
-            body = response.read()
-        except httpx.HTTPError as exc:
-            raise convert_httpx_error(exc) from exc
+            try:
+                req = client.build_request(
+                    request.method,
+                    self._base + request.path,
+                    content=request.body,
+                    headers=headers,
+                    timeout=_timeout(self._config, request.timeout),
+                )
+                response = client.send(req, stream=True)
+            except httpx.HTTPError as exc:
+                raise convert_httpx_error(exc) from exc
+            if request.stream and response.is_success:
+                body = _SyncBody(response, release)
+                release = _nothing  # the body gives the slot back when it is closed
+                return Reply(response.status_code, response.headers, stream=body)
+            try:
+                data = response.read()
+            except httpx.HTTPError as exc:
+                raise convert_httpx_error(exc) from exc
+            finally:
+                response.close()
+            return Reply(response.status_code, response.headers, data)
         finally:
-            response.close()
-        return Reply(response.status_code, response.headers, body)
+            release()
 
     def close(self) -> None:
         if self._owns:
             self._client.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 class _AsyncBody:

@@ -331,16 +331,17 @@ def async_backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def _defaults(settings: dict[str, Any], emulator: Any, api_key: str) -> dict[str, Any]:
+    return {"api_key": api_key, "base_url": emulator.url, "retry": FAST_RETRY, **settings}
+
+
 @pytest.fixture
 def make_client(emulator: Any, api_key: str) -> Iterator[Callable[..., HolySheepClient]]:
     """Sync clients (on the emulator unless ``base_url=`` says otherwise), closed after."""
     made: list[HolySheepClient] = []
 
     def make(**settings: Any) -> HolySheepClient:
-        settings.setdefault("api_key", api_key)
-        settings.setdefault("base_url", emulator.url)
-        settings.setdefault("retry", FAST_RETRY)
-        client = HolySheepClient(**settings)
+        client = HolySheepClient(**_defaults(settings, emulator, api_key))
         made.append(client)
         return client
 
@@ -356,11 +357,8 @@ async def make_async_client(emulator: Any, api_key: str, async_backend: str) -> 
     made: list[AsyncHolySheepClient] = []
 
     def make(**settings: Any) -> AsyncHolySheepClient:
-        settings.setdefault("api_key", api_key)
-        settings.setdefault("base_url", emulator.url)
-        settings.setdefault("retry", FAST_RETRY)
-        settings.setdefault("async_backend", async_backend)
-        client = AsyncHolySheepClient(**settings)
+        settings = {"async_backend": async_backend, **settings}
+        client = AsyncHolySheepClient(**_defaults(settings, emulator, api_key))
         made.append(client)
         return client
 

@@ -685,14 +685,10 @@ def test_one_client_from_many_threads_counts_exactly(emulator: Any, make_client:
     assert len(emulator.requests) == 80
 
 
-@pytest.mark.xfail(
-    reason="encode/httpcore#1110 (open, httpcore 1.0.9): with more threads than "
-    "max_connections the sync pool closes a connection already handed to a queued request; "
-    "the request dies with ReadError after it was sent, and our retry sends it again",
-    strict=False,
-)
 def test_more_threads_than_connections_send_each_call_once(emulator: Any, make_client: Any) -> None:
-    # A short read timeout: the race can also leave a request waiting on a closed socket.
+    # httpcore's pool, left to queue requests, can hand a queued one a connection it is
+    # closing (encode/httpcore#1110): the request dies after it was sent and a retry sends
+    # it again. Our transport never lets more requests in than there are connections.
     client = make_client(max_connections=2, timeout={"read": 0.5}, retry=RetryPolicy.no_wait())
     _calls_from_threads(client, threads=6, calls=10)
     assert client.stats().retries == 0

@@ -140,7 +140,7 @@ def test_overrides_from_a_json_file(tmp_path: Path) -> None:
     assert table.price("gpt-4.1") == PriceTable().price("gpt-4.1")  # the rest untouched
 
 
-def test_client_takes_a_price_table(tmp_path: Path) -> None:
+def test_client_takes_a_price_table() -> None:
     table = PriceTable().with_prices({"gpt-4.1": {"input": "1", "output": "1"}})
     with HolySheepClient(api_key="hs-x", base_url="http://127.0.0.1:9/v1", prices=table) as c:
         assert c.prices is table

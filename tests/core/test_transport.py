@@ -148,9 +148,9 @@ def test_sync_transport_sends_headers_and_body(scripted: Any) -> None:
     assert reply.headers.get("X-REQUEST-ID") == "req-1"  # case-insensitive
 
 
-@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
-async def test_async_transport_sends_headers_and_body(scripted: Any, backend: str) -> None:
-    transport = async_transport(backend, config(scripted.url, default_headers={"X-Team": "a"}))
+async def test_async_transport_sends_headers_and_body(scripted: Any, async_backend: str) -> None:
+    cfg = config(scripted.url, default_headers={"X-Team": "a"})
+    transport = async_transport(async_backend, cfg)
     try:
         reply = await transport.send(
             Send("POST", "/chat/completions", b'{"model":"m"}', headers={"X-Trace": "t1"})
@@ -174,12 +174,11 @@ def test_an_error_status_on_a_stream_request_comes_back_read(scripted: Any) -> N
     assert reply.status == 429 and reply.stream is None and b"slow down" in reply.body
 
 
-@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
 async def test_async_error_status_on_a_stream_request_comes_back_read(
-    scripted: Any, backend: str
+    scripted: Any, async_backend: str
 ) -> None:
     scripted.queue(scripted.Answer(503, {"error": {"message": "busy"}}))
-    transport = async_transport(backend, config(scripted.url))
+    transport = async_transport(async_backend, config(scripted.url))
     try:
         reply = await transport.send(Send("POST", "/chat/completions", b"{}", stream=True))
     finally:
@@ -205,19 +204,17 @@ def test_connection_refused_is_a_connection_error() -> None:
     assert isinstance(info.value.__cause__, httpx.ConnectError)
 
 
-@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
-async def test_async_connection_refused_is_a_connection_error(backend: str) -> None:
-    transport = async_transport(backend, config("http://127.0.0.1:9/v1"))
+async def test_async_connection_refused_is_a_connection_error(async_backend: str) -> None:
+    transport = async_transport(async_backend, config("http://127.0.0.1:9/v1"))
     with pytest.raises(APIConnectionError) as info:
         await transport.send(Send("GET", "/models"))
     await transport.aclose()
     assert not isinstance(info.value, APITimeoutError)
 
 
-@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
-def test_async_transport_pools_are_per_event_loop(scripted: Any, backend: str) -> None:
-    transport = async_transport(backend, config(scripted.url))
-    pools = transport._sessions if backend == "aiohttp" else transport._clients
+def test_async_transport_pools_are_per_event_loop(scripted: Any, async_backend: str) -> None:
+    transport = async_transport(async_backend, config(scripted.url))
+    pools = transport._sessions if async_backend == "aiohttp" else transport._clients
 
     async def use() -> object:
         reply = await transport.send(Send("GET", "/models"))

@@ -15,7 +15,14 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.mock import MockLLM
-from llama_index_helpers import CHAT_METHODS, METHODS, call, usage_by_rule
+from llama_index.core.storage.kvstore import SimpleKVStore
+from llama_index_helpers import (
+    CHAT_METHODS,
+    METHODS,
+    call,
+    embedding_usage_by_rule,
+    usage_by_rule,
+)
 
 from holysheep_core import PriceTable, TokenUsage
 from holysheep_core.emulator import count_message_tokens, count_tokens
@@ -214,3 +221,66 @@ def test_reset_clears_the_tally(llm: Any) -> None:
     assert (handler.successful_requests, handler.by_model, handler.total_cost_usd) == (0, {}, None)
     assert handler.usage.cost_usd is None
     assert Decimal(0) == handler.usage.total_tokens
+
+
+# --- embeddings ----------------------------------------------------------------------------
+
+EMBEDDING_MODEL = "text-embedding-3-small"
+EMBEDDING_PRICES = PriceTable().with_prices({EMBEDDING_MODEL: {"input": "0.02", "output": "0"}})
+
+
+async def test_both_handlers_count_every_embeddings_request(
+    make_embedding: Any, emulator: Any
+) -> None:
+    handler = HolySheepCostHandler()
+    model = make_embedding(
+        embed_batch_size=2,
+        client_settings={"prices": EMBEDDING_PRICES},
+        callback_manager=CallbackManager([handler]),
+    )
+    texts = [f"text number {i} about sheep" for i in range(5)]
+    with HolySheepUsageEventHandler() as events:
+        model.get_text_embedding_batch(texts)
+        await model.aget_text_embedding_batch(texts)  # its batches run concurrently
+        model.get_query_embedding("a question")
+        await model.aget_text_embedding("a text")
+    expected = embedding_usage_by_rule(emulator, EMBEDDING_PRICES)
+    assert expected.requests == 3 + 3 + 1 + 1
+    assert expected.cost_usd is not None and expected.cost_usd > 0
+    for report in (handler, events):
+        assert report.by_model == {EMBEDDING_MODEL: expected}
+        assert report.total_cost_usd == float(expected.cost_usd)
+        assert report.unpriced_requests == 0
+
+
+def test_an_unpriced_embedding_model_costs_unknown(make_embedding: Any, emulator: Any) -> None:
+    handler = HolySheepCostHandler()
+    model = make_embedding(callback_manager=CallbackManager([handler]))
+    model.get_text_embedding("no price for this model")
+    expected = embedding_usage_by_rule(emulator)
+    assert handler.by_model == {EMBEDDING_MODEL: expected}
+    assert (handler.total_cost_usd, handler.unpriced_requests) == (None, 1)
+    assert handler.prompt_tokens == expected.input_tokens > 0
+
+
+def test_cached_embeddings_cost_nothing(make_embedding: Any, emulator: Any) -> None:
+    handler = HolySheepCostHandler()
+    model = make_embedding(
+        embeddings_cache=SimpleKVStore(), callback_manager=CallbackManager([handler])
+    )
+    with HolySheepUsageEventHandler() as events:
+        first = model.get_text_embedding("the same text twice")
+        assert model.get_text_embedding("the same text twice") == first
+    assert len(emulator.requests) == 1
+    for report in (handler, events):
+        assert report.by_model == {EMBEDDING_MODEL: embedding_usage_by_rule(emulator)}
+
+
+def test_embedding_usage_goes_only_to_the_models_own_handlers(
+    make_embedding: Any, make_llm: Any
+) -> None:
+    mine, other = HolySheepCostHandler(), HolySheepCostHandler()
+    make_llm(callback_manager=CallbackManager([other]))
+    make_embedding(callback_manager=CallbackManager([mine])).get_text_embedding("hello")
+    assert mine.successful_requests == 1
+    assert other.successful_requests == 0
