@@ -67,7 +67,7 @@ class HolySheepSettings(BaseModel):
 
     def _client_config(self) -> ClientConfig:
         """Raises ConfigurationError (a ValueError naming no key) for a missing or
-        malformed key."""
+        malformed key, or for ``client_settings`` the core does not take."""
         if self._config is None:
             self._config = adapter_config(
                 self.client_settings,
