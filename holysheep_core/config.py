@@ -92,7 +92,9 @@ class ClientConfig(BaseModel):
     """Everything a client needs; immutable. Build with ``ClientConfig.resolve(...)``."""
 
     # hide_input_in_errors: a refused key must not come back in the ValidationError's text.
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True, extra="forbid"
+    )
 
     api_key: SecretStr
 

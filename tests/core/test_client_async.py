@@ -328,6 +328,24 @@ async def test_bad_stream_content_is_a_stream_error(
         await collect(await make_async_client().stream_chat_completion(model=MODEL, messages=LONG))
 
 
+async def test_a_long_line_within_the_cap_streams_the_same_answer(
+    emulator: Any, make_async_client: Any
+) -> None:
+    client = make_async_client()
+    plain = await collect(await client.stream_chat_completion(model=MODEL, messages=LONG))
+    emulator.inject(Fault.oversized_line(after=1, size=2 * 1024 * 1024))
+    padded = await collect(await client.stream_chat_completion(model=MODEL, messages=LONG))
+    assert [c.choices for c in padded] == [c.choices for c in plain]
+
+
+async def test_a_line_over_the_cap_is_a_stream_error(
+    emulator: Any, make_async_client: Any
+) -> None:
+    emulator.inject(Fault.oversized_line(after=1, size=5 * 1024 * 1024))
+    with pytest.raises(StreamError, match="bytes"):
+        await collect(await make_async_client().stream_chat_completion(model=MODEL, messages=LONG))
+
+
 async def test_a_stall_past_the_read_timeout_is_a_stream_error(
     emulator: Any, make_async_client: Any
 ) -> None:

@@ -478,6 +478,22 @@ def test_bad_stream_content_is_a_stream_error(
         list(make_client().stream_chat_completion(model=MODEL, messages=LONG))
 
 
+def test_a_long_line_within_the_cap_streams_the_same_answer(
+    emulator: Any, make_client: Any
+) -> None:
+    client = make_client()
+    plain = [c.model_dump() for c in client.stream_chat_completion(model=MODEL, messages=LONG)]
+    emulator.inject(Fault.oversized_line(after=1, size=2 * 1024 * 1024))
+    padded = [c.model_dump() for c in client.stream_chat_completion(model=MODEL, messages=LONG)]
+    assert [c["choices"] for c in padded] == [c["choices"] for c in plain]
+
+
+def test_a_line_over_the_cap_is_a_stream_error(emulator: Any, make_client: Any) -> None:
+    emulator.inject(Fault.oversized_line(after=1, size=5 * 1024 * 1024))
+    with pytest.raises(StreamError, match="bytes"):
+        list(make_client().stream_chat_completion(model=MODEL, messages=LONG))
+
+
 def test_a_stall_past_the_read_timeout_is_a_stream_error(emulator: Any, make_client: Any) -> None:
     emulator.inject(Fault.stall_mid_stream(after=2, seconds=1.0))
     with pytest.raises(StreamError) as info:

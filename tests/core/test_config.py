@@ -185,3 +185,9 @@ def test_client_takes_a_whole_config_or_settings_not_both() -> None:
         assert client.config is config
     with pytest.raises(TypeError):
         HolySheepClient(config, max_retries=1)
+
+
+def test_a_misspelt_setting_is_refused_not_ignored() -> None:
+    # A typo in a policy knob (budget_us for budget_usd) must not leave the budget off.
+    with pytest.raises(ConfigurationError, match="budget_us"):
+        ClientConfig.resolve(api_key="hs-abcdefgh", budget_us=5)
