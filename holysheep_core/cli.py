@@ -31,8 +31,10 @@ EMULATOR_KEY = "hs-emulator-local"
 
 UseEmulator = Annotated[
     bool | None,
-    typer.Option("--emulator/--live", help="Use the embedded emulator (default: only when "
-                 f"{ENV_KEY} is unset) or the live API."),
+    typer.Option(
+        "--emulator/--live",
+        help=f"Use the embedded emulator (default: only when {ENV_KEY} is unset) or the live API.",
+    ),
 ]
 
 
@@ -64,15 +66,23 @@ def endpoint(use_emulator: bool | None) -> Iterator[tuple[str, str, Any]]:
 def demo(
     use_emulator: UseEmulator = None,
     model: Annotated[str, typer.Option(help="Main chat model.")] = "deepseek-v3.2",
-    second_model: Annotated[str, typer.Option(help="Second model, to show per-model costs.")]
-    = "gpt-4.1",
+    second_model: Annotated[
+        str, typer.Option(help="Second model, to show per-model costs.")
+    ] = "gpt-4.1",
 ) -> None:
     """Run the tour: LangChain and LlamaIndex over HolySheep, a ridden-out 429, a cost table."""
     from .demo import run_demo
 
     with endpoint(use_emulator) as (url, key, emu):
-        run_demo(console, base_url=url, api_key=key, emulated=emu is not None, model=model,
-                 second_model=second_model, emulator=emu)
+        run_demo(
+            console,
+            base_url=url,
+            api_key=key,
+            emulated=emu is not None,
+            model=model,
+            second_model=second_model,
+            emulator=emu,
+        )
 
 
 @app.command()
@@ -88,16 +98,16 @@ def chat(
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]
-    with endpoint(use_emulator) as (url, key, _), HolySheepClient(
-        api_key=key, base_url=url
-    ) as client:
+    with (
+        endpoint(use_emulator) as (url, key, _),
+        HolySheepClient(api_key=key, base_url=url) as client,
+    ):
         usage_line = ""
         with client.stream_chat_completion(model=model, messages=messages) as stream:
             for chunk in stream:
                 for choice in chunk.choices:
                     if choice.delta.content:
-                        console.print(choice.delta.content, end="", markup=False,
-                                      highlight=False)
+                        console.print(choice.delta.content, end="", markup=False, highlight=False)
                 if chunk.usage is not None:
                     cost = chunk.cost_usd
                     usage_line = (
@@ -116,15 +126,17 @@ def models(use_emulator: UseEmulator = None) -> None:
 
     from .client import HolySheepClient
 
-    with endpoint(use_emulator) as (url, key, _), HolySheepClient(
-        api_key=key, base_url=url
-    ) as client:
+    with (
+        endpoint(use_emulator) as (url, key, _),
+        HolySheepClient(api_key=key, base_url=url) as client,
+    ):
         table = Table("model", "owned by", "USD / M in", "USD / M out", "context window")
         for m in client.models():
             price = client.prices.price(m.id)
             profile = client.prices.profile(m.id)
             table.add_row(
-                m.id, m.owned_by,
+                m.id,
+                m.owned_by,
                 f"{price.input}" if price else "unknown",
                 f"{price.output}" if price else "unknown",
                 f"{profile.context_window:,}" if profile else "unknown",
@@ -134,11 +146,13 @@ def models(use_emulator: UseEmulator = None) -> None:
 
 @app.command()
 def emulator(
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")]
-    = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    api_key: Annotated[str | None, typer.Option(
-        help="The only key accepted (default: any non-empty key).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="The only key accepted (default: any non-empty key).")
+    ] = None,
     latency: Annotated[float, typer.Option(help="Seconds before each answer.")] = 0.0,
     chunk_delay: Annotated[float, typer.Option(help="Seconds between stream chunks.")] = 0.0,
 ) -> None:

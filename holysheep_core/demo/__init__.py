@@ -56,8 +56,9 @@ def _step(console: Console, title: str) -> None:
     console.print(Rule(f"[bold]{title}"))
 
 
-def _langchain_steps(console: Console, clients: dict[str, Any], model: str,
-                     second_model: str) -> None:
+def _langchain_steps(
+    console: Console, clients: dict[str, Any], model: str, second_model: str
+) -> None:
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.tools import tool
@@ -108,8 +109,9 @@ def _langchain_steps(console: Console, clients: dict[str, Any], model: str,
     console.print(f"  {plan!r}")
 
 
-def _llama_index_steps(console: Console, clients: dict[str, Any], model: str,
-                       second_model: str) -> Any:
+def _llama_index_steps(
+    console: Console, clients: dict[str, Any], model: str, second_model: str
+) -> Any:
     from llama_index.core import Document, VectorStoreIndex, get_response_synthesizer
     from llama_index.core.agent.workflow import FunctionAgent
     from llama_index.core.callbacks import CallbackManager
@@ -197,15 +199,24 @@ def _table(console: Console, tally: _Tally, reports: list[Any], clients: list[An
         lat = tally.latency.get(m, [])
         p50, p99 = quantile(lat, 0.5), quantile(lat, 0.99)
         table.add_row(
-            m, str(u.requests), f"{u.input_tokens:,}", f"{u.output_tokens:,}",
+            m,
+            str(u.requests),
+            f"{u.input_tokens:,}",
+            f"{u.output_tokens:,}",
             "unknown" if u.cost_usd is None else f"{u.cost_usd:.6f}",
             "-" if p50 is None else f"{p50 * 1000:.1f}",
             "-" if p99 is None else f"{p99 * 1000:.1f}",
         )
     table.add_section()
-    table.add_row("total", str(total.requests), f"{total.input_tokens:,}",
-                  f"{total.output_tokens:,}",
-                  "unknown" if total.cost_usd is None else f"{total.cost_usd:.6f}", "", "")
+    table.add_row(
+        "total",
+        str(total.requests),
+        f"{total.input_tokens:,}",
+        f"{total.output_tokens:,}",
+        "unknown" if total.cost_usd is None else f"{total.cost_usd:.6f}",
+        "",
+        "",
+    )
     console.print(table)
     stats = [c.stats() for c in clients]
     ledger = sum((s.usage for s in stats), TokenUsage())
@@ -231,12 +242,14 @@ def run_demo(
     console.print(f"[bold]HolySheep demo[/bold] on {where} ({base_url})")
     tally = _Tally(console)
     config = ClientConfig.resolve(
-        api_key=api_key, base_url=base_url,
+        api_key=api_key,
+        base_url=base_url,
         # The provider's guide prices chat models only; the demo's embedding model is priced
         # at its public list price so the table has no unknown row.
         prices=PriceTable().with_prices({EMBEDDING_MODEL: ModelPrice.of("0.02", "0")}),
         retry=RetryPolicy(max_retries=3, initial_delay=0.25),
-        on_retry=(tally.on_retry,), on_usage=(tally.on_usage,),
+        on_retry=(tally.on_retry,),
+        on_usage=(tally.on_usage,),
     )
     from langchain_holysheep import get_holysheep_callback
 

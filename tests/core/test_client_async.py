@@ -338,9 +338,7 @@ async def test_a_long_line_within_the_cap_streams_the_same_answer(
     assert [c.choices for c in padded] == [c.choices for c in plain]
 
 
-async def test_a_line_over_the_cap_is_a_stream_error(
-    emulator: Any, make_async_client: Any
-) -> None:
+async def test_a_line_over_the_cap_is_a_stream_error(emulator: Any, make_async_client: Any) -> None:
     emulator.inject(Fault.oversized_line(after=1, size=5 * 1024 * 1024))
     with pytest.raises(StreamError, match="bytes"):
         await collect(await make_async_client().stream_chat_completion(model=MODEL, messages=LONG))
