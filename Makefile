@@ -18,11 +18,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
-# Speed against the peers (docs/benchmarks.md); not part of `make test`.
+# Speed against the peers (README: "Benchmarks"); not part of `make test`.
 # BENCH_ARGS passes options, e.g. `make bench BENCH_ARGS=--quick`.
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP) pyproject.toml
@@ -35,8 +38,9 @@ bench: $(BENCH_STAMP)
 		echo "nginx could not be installed: the benchmark uses its asyncio fallback server"
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-# Re-record the cassettes of tests/recorded (README: "Replaying recorded tests offline"): against the live API when
-# HOLYSHEEP_API_KEY is set (sockets opened for it), else against the bundled emulator.
+# Re-record the cassettes of tests/recorded (README: "Replaying recorded tests offline"):
+# against the live API when HOLYSHEEP_API_KEY is set (sockets opened for it), else against
+# the bundled emulator.
 # RECORD_ARGS narrows it, e.g. `make record RECORD_ARGS="-k langchain"`.
 record: $(STAMP)
 	$(BIN)/python -m pytest -q tests/recorded --record-mode=rewrite \
