@@ -17,9 +17,9 @@ demo: $(STAMP)
 	$(BIN)/holysheep demo
 
 test: $(STAMP)
+	$(BIN)/ruff check -q .
+	$(BIN)/ruff format -q --check .
 	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
