@@ -112,12 +112,18 @@ class _ClientBase:
         ]
         return [Plan(s, (model,), None, estimate_tokens(s.body), 0) for s in sends]
 
-    def _health_error(self, reply: Reply) -> str | None:
-        if reply.ok:
-            return None
+    def _health_flow(self, timeout: float) -> Generator[Send, Any, Health]:
+        # One plain attempt: no retry, breaker or limiter between the caller and the answer.
+        start = time.monotonic()
+        outcome = yield Send("GET", "/models", timeout=timeout)
+        latency = time.monotonic() - start
+        if isinstance(outcome, HolySheepError):
+            return Health(False, latency, None, str(outcome))
+        if outcome.ok:
+            return Health(True, latency, outcome.status)
         # The body may echo the key (some proxies print the request's headers).
-        body = reply.body.replace(self.config.api_key.get_secret_value().encode(), b"[redacted]")
-        return body[:200].decode("utf-8", "replace")
+        body = outcome.body.replace(self.config.api_key.get_secret_value().encode(), b"[redacted]")
+        return Health(False, latency, outcome.status, body[:200].decode("utf-8", "replace"))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -287,13 +293,7 @@ class HolySheepClient(_ClientBase):
 
     def health_check(self, timeout: float = 5.0) -> Health:
         """Whether the API answers ``GET /models`` with this key. Never raises."""
-        start = time.monotonic()
-        try:
-            reply = self._transport.send(Send("GET", "/models", timeout=timeout))
-        except HolySheepError as exc:
-            return Health(False, time.monotonic() - start, None, str(exc))
-        error = self._health_error(reply)
-        return Health(reply.ok, time.monotonic() - start, reply.status, error)
+        return self._run(self._health_flow(timeout))
 
     def close(self) -> None:
         if not self._closed:
@@ -396,13 +396,7 @@ class AsyncHolySheepClient(_ClientBase):
 
     async def health_check(self, timeout: float = 5.0) -> Health:
         """Whether the API answers ``GET /models`` with this key. Never raises."""
-        start = time.monotonic()
-        try:
-            reply = await self._transport.send(Send("GET", "/models", timeout=timeout))
-        except HolySheepError as exc:
-            return Health(False, time.monotonic() - start, None, str(exc))
-        error = self._health_error(reply)
-        return Health(reply.ok, time.monotonic() - start, reply.status, error)
+        return await self._run(self._health_flow(timeout))
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -77,7 +77,23 @@ class _SyncBody:
         self._release()
 
 
-class HttpxTransport:
+class _Builder:
+    _config: ClientConfig
+    _headers: dict[str, str]
+    _base: str
+
+    def _build(self, client: httpx.Client | httpx.AsyncClient, request: Send) -> httpx.Request:
+        headers = {**self._headers, **request.headers} if request.headers else self._headers
+        return client.build_request(
+            request.method,
+            self._base + request.path,
+            content=request.body,
+            headers=headers,
+            timeout=_timeout(self._config, request.timeout),
+        )
+
+
+class HttpxTransport(_Builder):
     """One pooled ``httpx.Client`` for the life of a sync client; thread-safe.
 
     A gate of ``max_connections`` slots, held from sending until the body is closed, keeps
@@ -111,18 +127,10 @@ class HttpxTransport:
 
     def send(self, request: Send) -> Reply:
         client = self._client
-        headers = {**self._headers, **request.headers} if request.headers else self._headers
         release = self._enter(request.timeout)
         try:
             try:
-                req = client.build_request(
-                    request.method,
-                    self._base + request.path,
-                    content=request.body,
-                    headers=headers,
-                    timeout=_timeout(self._config, request.timeout),
-                )
-                response = client.send(req, stream=True)
+                response = client.send(self._build(client, request), stream=True)
             except httpx.HTTPError as exc:
                 raise convert_httpx_error(exc) from exc
             if request.stream and response.is_success:
@@ -166,7 +174,7 @@ class _AsyncBody:
         await self._response.aclose()
 
 
-class AsyncHttpxTransport:
+class AsyncHttpxTransport(_Builder):
     """httpx.AsyncClient per event loop (an httpx pool cannot cross loops)."""
 
     def __init__(self, config: ClientConfig) -> None:
@@ -181,16 +189,8 @@ class AsyncHttpxTransport:
 
     async def send(self, request: Send) -> Reply:
         client = self._clients.current() or await self._clients.open()
-        headers = {**self._headers, **request.headers} if request.headers else self._headers
         try:
-            req = client.build_request(
-                request.method,
-                self._base + request.path,
-                content=request.body,
-                headers=headers,
-                timeout=_timeout(self._config, request.timeout),
-            )
-            response = await client.send(req, stream=True)
+            response = await client.send(self._build(client, request), stream=True)
         except httpx.HTTPError as exc:
             raise convert_httpx_error(exc) from exc
         if request.stream and response.is_success:
