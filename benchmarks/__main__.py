@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("nginx is not installed (apt-get install nginx-light), and --server nginx")
     if server.kind != "nginx":
         notes.append(
-            "nginx was not found: a minimal asyncio server answered instead, and "
-            "it may be the bottleneck for the fastest clients (see server busy)."
+            "nginx was not used (not installed, or --server fallback): a minimal asyncio "
+            "server answered instead; see server busy for whether it held the fastest back."
         )
     knobs = resilience_available()
     notes.append(
@@ -218,17 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     (args.out / "latest.md").write_text(text)
     (args.out / f"{stamp}.md").write_text(text)
-    (args.out / "latest.json").write_text(
-        json.dumps(
-            {
-                "meta": meta,
-                "results": {f"{k[0]}/{k[1]}": v for k, v in raw.items()},
-                "imports": imports,
-                "memory": memory,
-            },
-            indent=1,
-        )
+    raw_json = json.dumps(
+        {
+            "meta": meta,
+            "results": {f"{k[0]}/{k[1]}": v for k, v in raw.items()},
+            "imports": imports,
+            "memory": memory,
+        },
+        indent=1,
     )
+    (args.out / "latest.json").write_text(raw_json)
+    (args.out / f"{stamp}.json").write_text(raw_json)
     report.png(args.out / "latest.png", meta, results)
     report.png(args.out / f"{stamp}.png", meta, results)
 

@@ -49,7 +49,8 @@ class Check:
 
 def _get(results: Results, name: str, mode: str, key: str) -> float | None:
     r = results.get((name, mode))
-    if not r or "skipped" in r or r.get("errors"):
+    if not r or "skipped" in r or r.get("errors") or r.get("wrong"):
+        # A run with failed calls or wrong answers measured something else: no verdict.
         return None
     return r[key]
 
@@ -141,6 +142,8 @@ def markdown(
                 lines.append(f"| {t.label} | {mode} | skipped: {r['skipped']} ||||||||| ")
                 continue
             err = f" ({r['errors']} errors: {r['first_error']})" if r.get("errors") else ""
+            if r.get("wrong"):
+                err += f" ({r['wrong']} wrong answers)"
             peer = PEER.get(t.name)
             lines.append(
                 f"| {t.label}{err} | {mode} | {r['n']:,} | {r['rps']:,.0f} | {r['p50'] * 1e3:.1f} "
@@ -220,7 +223,7 @@ def png(path: Path, meta: dict[str, Any], results: Results) -> None:
     import matplotlib.pyplot as plt
 
     async_targets = [t for t in TARGETS if not t.sync]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), sharey=True)
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     for col, mode in enumerate(MODES):
         rows = [(t, results.get((t.name, mode))) for t in async_targets]
         rows = [(t, r) for t, r in rows if r and "skipped" not in r]
@@ -229,33 +232,35 @@ def png(path: Path, meta: dict[str, Any], results: Results) -> None:
             COLOURS["limit"] if t.name == "raw-aiohttp" else COLOURS["ours" if t.ours else "peer"]
             for t, _ in rows
         ]
-        for row, (key, scale, title, unit) in enumerate(
-            (
-                ("rps", 1, "requests per second (higher is better)", ""),
-                ("p99", 1e3, "p99 latency, ms (lower is better)", " ms"),
-            )
-        ):
+        panels = (
+            ("rps", 1, "requests per second (higher is better)", ""),
+            ("p99", 1e3, "p99 latency, ms (lower is better)", " ms"),
+        )
+        for row, (key, scale, title, unit) in enumerate(panels):
             ax = axes[row][col]
             values = [r[key] * scale for _, r in rows]
-            y = range(len(rows))
-            ax.barh(list(y), values, color=colours)
+            y = list(range(len(rows)))
+            ax.barh(y, values, color=colours)
             ax.set_xscale("log")
-            ax.set_yticks(list(y), labels)
-            ax.invert_yaxis()
+            ax.set_yticks(y, labels)
+            ax.invert_yaxis()  # the first target on top
             ax.set_title(f"{mode}: {title}", fontsize=11)
             ax.grid(axis="x", which="both", alpha=0.3)
-            for i, v in enumerate(values):
-                ax.text(
-                    v * 1.05,
-                    i,
-                    f"{v:,.0f}{unit}" if v >= 10 else f"{v:.1f}{unit}",
-                    va="center",
-                    fontsize=8,
-                )
-            ax.set_xlim(right=max(values) * 4 if values else 10)
+            for i, ((t, _), v) in enumerate(zip(rows, values, strict=True)):
+                text = f"{v:,.0f}{unit}" if v >= 10 else f"{v:.1f}{unit}"
+                peer = PEER.get(t.name)
+                times = ratio(results, t.name, peer, mode, key) if peer else None
+                if times is not None and key == "rps":
+                    text += f"  ({times:.1f}x its peer)"
+                elif times is not None:
+                    share = f"1/{1 / times:.0f}" if times < 0.5 else f"{times:.1f}x"
+                    text += f"  ({share} of its peer's)"
+                ax.text(v * 1.06, i, text, va="center", fontsize=8)
+            ax.set_xlim(right=max(values) * 40 if values else 10)
     fig.suptitle(
-        f"holysheep vs peers · N={meta['n']}, C={meta['c']} · {meta['server']} · "
-        f"{meta['machine']}\ngreen: holysheep · grey: peers · dark: raw aiohttp (practical limit)",
+        f"holysheep vs peers, async clients · N={meta['n']}, C={meta['c']} · {meta['server']} "
+        f"· {meta['machine']}\ngreen: holysheep · grey: what users would pick instead · "
+        "dark: raw aiohttp (the practical limit)",
         fontsize=11,
     )
     fig.tight_layout()

@@ -20,9 +20,7 @@ from .pipeline import Pipeline, Plan, Served, Wait
 from .policy.fallback import check_models, model_chain
 from .policy.ratelimit import estimate_tokens
 from .streams import AsyncChatStream, ChatStream, _StreamBook
-from .transport.aiohttp_backend import AiohttpTransport
 from .transport.base import AsyncTransport, Reply, Send, SyncTransport
-from .transport.httpx_backend import AsyncHttpxTransport, HttpxTransport
 from .types import ChatCompletion, EmbeddingResponse, Model, ModelList, Usage
 
 __all__ = ["AsyncHolySheepClient", "Health", "HolySheepClient"]
@@ -225,7 +223,13 @@ class HolySheepClient(_ClientBase):
         **settings: Any,
     ) -> None:
         super().__init__(config, **settings)
-        self._transport = transport or HttpxTransport(self.config)
+        if transport is None:
+            # Imported on first use: importing the package stays cheap for apps (and
+            # framework adapters) that never build a sync client.
+            from .transport.httpx_backend import HttpxTransport
+
+            transport = HttpxTransport(self.config)
+        self._transport = transport
 
     def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:
         try:
@@ -321,12 +325,15 @@ class AsyncHolySheepClient(_ClientBase):
     ) -> None:
         super().__init__(config, **settings)
         if transport is None:
-            backend = self.config.async_backend
-            transport = (
-                AiohttpTransport(self.config)
-                if backend == "aiohttp"
-                else (AsyncHttpxTransport(self.config))
-            )
+            # Only the chosen backend is imported, and only when a client needs it.
+            if self.config.async_backend == "aiohttp":
+                from .transport.aiohttp_backend import AiohttpTransport
+
+                transport = AiohttpTransport(self.config)
+            else:
+                from .transport.httpx_backend import AsyncHttpxTransport
+
+                transport = AsyncHttpxTransport(self.config)
         self._transport = transport
 
     async def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Literal, overload
 
@@ -55,29 +56,24 @@ def adapter_config(
 
 
 def _fingerprint(config: ClientConfig) -> tuple[Any, ...]:
-    key = hashlib.sha256(config.api_key.get_secret_value().encode()).hexdigest()
-    return (
-        key,
-        config.base_url,
-        config.timeout,
-        config.max_connections,
-        config.max_keepalive_connections,
-        config.keepalive_expiry,
-        config.retry,
-        config.async_backend,
-        tuple(sorted(config.default_headers.items())),
-        config.prices,
-        config.include_usage,
-        config.on_retry,
-        config.on_usage,
-        config.breaker,
-        config.rate_limits,
-        config.fallback_models,
-        config.budget_usd,
-        config.policy_store,
-        config.on_breaker_change,
-        config.on_fallback,
-    )
+    # Every field, so a setting added to ClientConfig can never be shared by mistake; the
+    # key only as a hash.
+    parts: list[Any] = []
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if name == "api_key":
+            value = hashlib.sha256(value.get_secret_value().encode()).hexdigest()
+        elif isinstance(value, Mapping):
+            value = tuple(sorted(value.items()))
+        parts.append(value)
+    return tuple(parts)
+
+
+# The same config object asks again on every call of the object that holds it: remember
+# its answer without fingerprinting it anew (a few recent configs; the config is held, so
+# its id cannot be reused while it is here).
+_recent: OrderedDict[tuple[bool, int], tuple[ClientConfig, Any]] = OrderedDict()
+_RECENT = 256
 
 
 @overload
@@ -92,13 +88,16 @@ def shared_client(
     config: ClientConfig, *, asynchronous: bool = False
 ) -> HolySheepClient | AsyncHolySheepClient:
     """The process's client for these settings, created on first use."""
+    seen = _recent.get((asynchronous, id(config)))
+    if seen is not None and seen[0] is config and not seen[1]._closed:
+        return seen[1]
     fp = (asynchronous, *_fingerprint(config))
-    client = _clients.get(fp)
-    if client is not None and not client._closed:
-        return client
     with _lock:
         client = _clients.get(fp)
         if client is None or client._closed:
             client = AsyncHolySheepClient(config) if asynchronous else HolySheepClient(config)
             _clients[fp] = client
+        _recent[(asynchronous, id(config))] = (config, client)
+        if len(_recent) > _RECENT:
+            _recent.popitem(last=False)
         return client

@@ -24,7 +24,6 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import LLMResult
-from langchain_core.tracers.context import register_configure_hook
 
 from holysheep_core import PriceTable, TokenUsage, UsageTally
 from holysheep_core.types import CompletionTokensDetails, PromptTokensDetails, Usage
@@ -146,9 +145,23 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
 _current: ContextVar[HolySheepCallbackHandler | None] = ContextVar(
     "holysheep_callback", default=None
 )
-# Registered once: every callback manager configured while a handler is set gets it,
-# including those of nested runs and of batch worker threads (they copy the context).
-register_configure_hook(_current, inheritable=True)
+_registered = threading.Lock()
+_hooked = False
+
+
+def _hook_once() -> None:
+    """Register ``_current`` with langchain-core, once, on first use: every callback
+    manager configured while a handler is set then gets it, including those of nested runs
+    and of batch worker threads (they copy the context). Deferred because the tracing
+    module it lives in pulls in langsmith's client, which would double this package's
+    import time."""
+    global _hooked
+    with _registered:
+        if not _hooked:
+            from langchain_core.tracers.context import register_configure_hook
+
+            register_configure_hook(_current, inheritable=True)
+            _hooked = True
 
 
 @contextmanager
@@ -171,6 +184,7 @@ def get_holysheep_callback(
         prices: the table for calls that do not carry their own cost (other providers'
             chat models); the core's defaults otherwise.
     """
+    _hook_once()
     handler = HolySheepCallbackHandler(prices=prices, parent=_current.get())
     token = _current.set(handler)
     try:
