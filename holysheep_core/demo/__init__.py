@@ -11,6 +11,7 @@ from collections import defaultdict
 from importlib import resources
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.rule import Rule
 from rich.table import Column, Table
@@ -23,6 +24,7 @@ from ..policy.retry import RetryPolicy
 from ..pricing import ModelPrice, PriceTable
 
 EMBEDDING_MODEL = "text-embedding-3-small"
+NUMERIC_COLUMNS = ("calls", "in tok", "out tok", "USD", "p50 ms", "p99 ms")
 
 __all__ = ["run_demo"]
 
@@ -190,8 +192,13 @@ def _table(console: Console, tally: _Tally, reports: list[Any], clients: list[An
         for m, u in report.by_model.items():
             usage[m] = usage[m] + u
     _step(console, "What it cost (from the LangChain and LlamaIndex callbacks)")
-    table = Table("requests", "input tok", "output tok", "cost USD", "p50 ms", "p99 ms")
-    table.columns.insert(0, Column("model", no_wrap=True))
+    # Compact, so the table fits an 80-column terminal (and CI logs) without truncation.
+    table = Table(
+        Column("model", no_wrap=True),
+        *(Column(h, justify="right", no_wrap=True) for h in NUMERIC_COLUMNS),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     total = TokenUsage()
     for m in sorted(usage):
         u = usage[m]
@@ -221,9 +228,9 @@ def _table(console: Console, tally: _Tally, reports: list[Any], clients: list[An
     stats = [c.stats() for c in clients]
     ledger = sum((s.usage for s in stats), TokenUsage())
     console.print(
-        f"core ledger: {sum(s.requests for s in stats)} requests (embeddings included), "
-        f"${ledger.cost_usd or 0:.6f} · retries ridden out: {tally.retries} · "
-        f"errors: {sum(sum(s.errors.values()) for s in stats)}"
+        f"core client ledger: {sum(s.requests for s in stats)} requests · "
+        f"${ledger.cost_usd or 0:.6f} · {tally.retries} retried · "
+        f"{sum(sum(s.errors.values()) for s in stats)} failed"
     )
 
 
