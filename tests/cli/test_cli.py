@@ -1,0 +1,67 @@
+"""The `holysheep` command, as a user runs it: demo, chat and models on the emulator."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from typer.testing import CliRunner
+
+from holysheep_core.cli import app
+from holysheep_core.config import ENV_BASE_URL, ENV_KEY
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    # No key: every command falls back to the embedded emulator, as on a fresh machine.
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    monkeypatch.delenv(ENV_BASE_URL, raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    return CliRunner()
+
+
+def test_demo_runs_every_step_and_its_table_adds_up(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for step in (
+        "LCEL chain streamed",
+        "tool call",
+        "structured output",
+        "LlamaIndex",
+        "agent step",
+        "429",
+    ):
+        assert step in out
+    assert "model called get_weather({'city': 'Lisbon'})" in out
+    assert "TripPlan(city='Kyoto', days=4, budget_usd=1500.0)" in out
+    assert "agent called convert_currency" in out
+    # The callbacks' total equals what the core client's own ledger booked.
+    total = re.search(r"^ total\s+(\d+)\s+[\d,]+\s+[\d,]+\s+([\d.]+)", out, re.M)
+    ledger = re.search(r"core client ledger: (\d+) requests · \$([\d.]+) · (\d+) retried", out)
+    assert total and ledger, out
+    assert total.group(1) == ledger.group(1)
+    assert Decimal(total.group(2)) == Decimal(ledger.group(2)) > 0
+    assert ledger.group(3) == "1"  # the injected 429, ridden out
+    table = out[out.index("What it cost") :]
+    assert all(len(line) <= 80 for line in table.splitlines())  # fits a terminal and CI logs
+
+
+def test_chat_streams_the_answer_then_tokens_and_cost(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["chat", "Tell me about Lisbon", "-m", "gpt-4.1"])
+    assert result.exit_code == 0, result.output
+    assert "You said: Tell me about Lisbon" in result.output
+    assert re.search(r"gpt-4\.1: \d+ in / \d+ out tokens, cost \$0\.\d{6}", result.output)
+
+
+def test_models_lists_prices_and_windows(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"deepseek-v3\.2\s.*0\.42\s.*128,000", result.output)
+
+
+def test_live_without_a_key_is_a_clear_error(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["models", "--live"])
+    assert result.exit_code != 0
+    assert ENV_KEY in result.output
