@@ -75,7 +75,7 @@ def import_times(runs: int = 7) -> dict[str, dict[str, Any]]:
                 text=True,
                 cwd=ROOT,
             )
-            if out.returncode != 0:  # changed under our feet (a colleague's edit)
+            if out.returncode != 0:  # the package does not import here: report, skip
                 skipped[m] = (out.stderr.strip().splitlines() or ["failed"])[-1]
                 del samples[m]
                 continue
