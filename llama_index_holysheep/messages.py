@@ -27,6 +27,8 @@ from llama_index.core.llms.utils import parse_partial_json
 from holysheep_core import InvalidRequestError
 from holysheep_core.types import ChatMessage as WireMessage
 
+from .trusted import assistant_chat_message, text_block, thinking_block, tool_call_block
+
 __all__ = [
     "assistant_message",
     "message_from_wire",
@@ -136,22 +138,20 @@ def assistant_message(
     The calls are also listed in ``additional_kwargs["tool_calls"]`` (wire dicts), where
     parts of LlamaIndex still look for them (streamed structured output, for one).
     """
+    # Built without validation (see .trusted): a stream builds one of these per chunk.
     blocks: list[ContentBlock] = []
     if reasoning:
-        blocks.append(ThinkingBlock(content=reasoning))
+        blocks.append(thinking_block(reasoning))
     if content is not None:
-        blocks.append(TextBlock(text=content))
-    blocks.extend(
-        ToolCallBlock(tool_call_id=call_id, tool_name=name, tool_kwargs=args)
-        for call_id, name, args in calls
-    )
+        blocks.append(text_block(content))
     extra: dict[str, Any] = {}
     if calls:
+        blocks.extend(tool_call_block(call_id, name, args) for call_id, name, args in calls)
         extra["tool_calls"] = [
             {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
             for call_id, name, args in calls
         ]
-    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=extra)
+    return assistant_chat_message(blocks, extra)
 
 
 def message_from_wire(message: WireMessage) -> ChatMessage:

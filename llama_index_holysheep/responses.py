@@ -16,8 +16,10 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatResponse
 
 from holysheep_core import ChatCompletion, ChatCompletionChunk
+from holysheep_core.types import ChoiceDeltaToolCall
 
 from .messages import assistant_message, message_from_wire
+from .trusted import stream_chat_response
 from .usage import usage_fields
 
 __all__ = ["StreamAssembler", "chat_response"]
@@ -30,6 +32,14 @@ def chat_response(completion: ChatCompletion) -> ChatResponse:
         raw=completion.model_dump(exclude_none=True),
         additional_kwargs=usage_fields(completion.usage, completion.cost_usd),
     )
+
+
+# chunk.model_dump(exclude_none=True) without model_dump's Python wrapper: once per chunk.
+_dump_chunk = ChatCompletionChunk.__pydantic_serializer__.to_python
+
+
+def _wire_dict(chunk: ChatCompletionChunk) -> dict[str, Any]:
+    return _dump_chunk(chunk, exclude_none=True)
 
 
 class _Call:
@@ -45,8 +55,8 @@ class StreamAssembler:
     """Chunks in, responses out; one per stream. Only the first choice is followed."""
 
     def __init__(self) -> None:
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
+        self._content = ""
+        self._reasoning = ""
         self._calls: dict[int, _Call] = {}
         self._held: ChatResponse | None = None
         self._last_raw: dict[str, Any] | None = None
@@ -54,42 +64,40 @@ class StreamAssembler:
 
     def add(self, chunk: ChatCompletionChunk) -> list[ChatResponse]:
         """The responses to hand out now for this chunk (the finishing one waits)."""
-        if not chunk.choices:
+        choices = chunk.choices
+        if not choices:
             self._usage_chunk = chunk
             return []
-        choice = next((c for c in chunk.choices if c.index == 0), None)
-        if choice is None:
-            return []
+        choice = choices[0]
+        if choice.index != 0:
+            choice = next((c for c in choices if c.index == 0), None)
+            if choice is None:
+                return []
         delta = choice.delta
         text = delta.content or ""
         thinking = delta.reasoning_content or ""
         if text:
-            self._content.append(text)
+            self._content += text
         if thinking:
-            self._reasoning.append(thinking)
-        for part in delta.tool_calls or ():
-            # The core gives every tool-call delta an index, even when the server omits it.
-            call = self._calls.setdefault(part.index or 0, _Call())
-            call.id = call.id or part.id or ""
-            if part.function is not None:
-                call.name += part.function.name or ""
-                call.arguments += part.function.arguments or ""
-        raw = chunk.model_dump(exclude_none=True)
-        response = self._response(raw, text, thinking)
-        out = [] if self._held is None else [self._held]
-        self._held = None
-        if choice.finish_reason is None:
-            out.append(response)
-        else:
+            self._reasoning += thinking
+        if delta.tool_calls:
+            self._add_calls(delta.tool_calls)
+        response = self._response(_wire_dict(chunk), text, thinking)
+        held = self._held
+        if choice.finish_reason is not None:
             self._held = response
-        return out
+            return [] if held is None else [held]
+        if held is None:
+            return [response]
+        self._held = None
+        return [held, response]
 
     def finish(self) -> ChatResponse:
         """The stream's last response, with the usage and cost of the whole call."""
         response = self._held
         if response is None:
             # No finishing chunk to attach to: one more response with an empty delta.
-            base = self._usage_chunk.model_dump(exclude_none=True) if self._usage_chunk else {}
+            base = _wire_dict(self._usage_chunk) if self._usage_chunk else {}
             response = self._response(base or dict(self._last_raw or {}), "", "")
         self._held = None
         usage = self._usage_chunk.usage if self._usage_chunk is not None else None
@@ -99,14 +107,22 @@ class StreamAssembler:
         response.additional_kwargs.update(usage_fields(usage, cost))
         return response
 
+    def _add_calls(self, parts: list[ChoiceDeltaToolCall]) -> None:
+        for part in parts:
+            # The core gives every tool-call delta an index, even when the server omits it.
+            call = self._calls.setdefault(part.index or 0, _Call())
+            call.id = call.id or part.id or ""
+            if part.function is not None:
+                call.name += part.function.name or ""
+                call.arguments += part.function.arguments or ""
+
     def _response(self, raw: dict[str, Any], text: str, thinking: str) -> ChatResponse:
         self._last_raw = raw
-        calls = [(c.id, c.name, c.arguments) for _, c in sorted(self._calls.items())]
-        message = assistant_message("".join(self._content), "".join(self._reasoning), calls)
-        extra = {"thinking_delta": thinking} if thinking else {}
-        return ChatResponse(
-            message=message,
-            delta=text,
-            raw=raw,
-            additional_kwargs=extra,
+        calls = (
+            [(c.id, c.name, c.arguments) for _, c in sorted(self._calls.items())]
+            if self._calls
+            else ()
         )
+        message = assistant_message(self._content, self._reasoning, calls)
+        extra = {"thinking_delta": thinking} if thinking else {}
+        return stream_chat_response(message, raw, text, extra)
