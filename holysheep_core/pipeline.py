@@ -177,7 +177,12 @@ class Pipeline:
             request = send
             if guard is not None:
                 try:
-                    yield from self._admit(guard, start)
+                    # The limiter's turn and the breaker's pass; a generator only when the
+                    # turn is not yet (most calls have it at once).
+                    left = None if policy.deadline is None else policy.deadline - (clock() - start)
+                    wait = self.policies.before_attempt(guard, left)
+                    if wait > 0:
+                        yield from self._wait_turn(guard, wait)
                 except HolySheepError as shed:
                     shed.attempts = attempt - 1  # this attempt never went out
                     if previous is not None:
@@ -238,17 +243,13 @@ class Pipeline:
             previous = error
             yield Wait(decision.delay)
 
-    def _admit(self, guard: CallGuard, start: float) -> Generator[Wait, None, None]:
+    def _wait_turn(self, guard: CallGuard, wait: float) -> Generator[Wait, None, None]:
         """Wait this attempt's turn in the rate limiter, then take the breaker's pass."""
-        deadline = self.config.retry.deadline
-        max_wait = None if deadline is None else deadline - (self.clock() - start)
-        wait = self.policies.before_attempt(guard, max_wait)
-        if wait > 0:
-            try:
-                yield Wait(wait)
-            except BaseException:
-                self.policies.abort(guard)
-                raise
+        try:
+            yield Wait(wait)
+        except BaseException:
+            self.policies.abort(guard)
+            raise
         self.policies.admit(guard)
 
     # --- after the flow: parse, price, book ------------------------------------------

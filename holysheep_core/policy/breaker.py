@@ -20,7 +20,7 @@ failure arriving while it is already open) cannot move the new state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 from ..errors import APIConnectionError, HolySheepError, PoolTimeoutError
@@ -104,6 +104,10 @@ class Circuit:
     """When the last probe was admitted."""
 
 
+_NEW = Circuit()
+"""A key's circuit before anything happened to it (frozen, so one serves all)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """A pass for one attempt, to hand back with its outcome."""
@@ -156,7 +160,7 @@ def _settle(policy: BreakerPolicy, c: Circuit, now: float) -> Circuit:
     if c.state is CircuitState.OPEN and now >= c.opened_at + policy.cool_down:
         return Circuit(CircuitState.HALF_OPEN, c.epoch + 1, c.failures, c.opened_at)
     if c.state is CircuitState.HALF_OPEN and c.probes and now >= c.probe_at + policy.probe_timeout:
-        return replace(c, epoch=c.epoch + 1, probes=0)
+        return Circuit(c.state, c.epoch + 1, c.failures, c.opened_at, 0, c.successes, c.probe_at)
     return c
 
 
@@ -171,17 +175,22 @@ def _refusal(policy: BreakerPolicy, c: Circuit, now: float) -> Refusal | None:
 
 def peek(policy: BreakerPolicy, c: Circuit, now: float) -> Refusal | None:
     """Whether an attempt now would be refused, without taking a probe slot."""
+    if c.state is CircuitState.CLOSED:
+        return None
     return _refusal(policy, _settle(policy, c, now), now)
 
 
 def admit(policy: BreakerPolicy, c: Circuit, now: float) -> tuple[Circuit, Admission | Refusal]:
     """Let one attempt through (taking a probe slot when half-open) or refuse it."""
+    if c.state is CircuitState.CLOSED:  # the usual case: nothing to settle or refuse
+        return c, Admission(c.epoch, False)
     c = _settle(policy, c, now)
     refusal = _refusal(policy, c, now)
     if refusal is not None:
         return c, refusal
     if c.state is CircuitState.HALF_OPEN:
-        return replace(c, probes=c.probes + 1, probe_at=now), Admission(c.epoch, True)
+        probing = Circuit(c.state, c.epoch, c.failures, c.opened_at, c.probes + 1, c.successes, now)
+        return probing, Admission(c.epoch, True)
     return c, Admission(c.epoch, False)
 
 
@@ -189,25 +198,31 @@ def record(
     policy: BreakerPolicy, c: Circuit, admission: Admission, outcome: Outcome, now: float
 ) -> Circuit:
     """The circuit after an admitted attempt ended with ``outcome``."""
+    if c.state is CircuitState.CLOSED and outcome is Outcome.SUCCESS and not c.failures:
+        return c  # the usual case: nothing to count (a probe's pass is of an older epoch)
     c = _settle(policy, c, now)
     if admission.epoch != c.epoch:
         return c  # the circuit changed since this attempt started: its news is stale
+    # Circuits are built directly, not with dataclasses.replace: this runs on every call.
     if admission.probe:
-        c = replace(c, probes=max(c.probes - 1, 0))
         if outcome is Outcome.FAILURE:
             return Circuit(CircuitState.OPEN, c.epoch + 1, c.failures, now)
+        successes = c.successes
         if outcome is Outcome.SUCCESS:
-            if c.successes + 1 >= policy.success_threshold:
+            successes += 1
+            if successes >= policy.success_threshold:
                 return Circuit(CircuitState.CLOSED, c.epoch + 1)
-            return replace(c, successes=c.successes + 1)
-        return c
+        probes = max(c.probes - 1, 0)
+        return Circuit(c.state, c.epoch, c.failures, c.opened_at, probes, successes, c.probe_at)
     if outcome is Outcome.SUCCESS:
-        return replace(c, failures=0) if c.failures else c
+        if not c.failures:
+            return c
+        return Circuit(c.state, c.epoch, 0, c.opened_at, c.probes, c.successes, c.probe_at)
     if outcome is Outcome.FAILURE:
         failures = c.failures + 1
         if failures >= policy.failure_threshold:
             return Circuit(CircuitState.OPEN, c.epoch + 1, failures, now)
-        return replace(c, failures=failures)
+        return Circuit(c.state, c.epoch, failures, c.opened_at, c.probes, c.successes, c.probe_at)
     return c
 
 
@@ -236,30 +251,50 @@ class CircuitBreaker:
     def __init__(self, policy: BreakerPolicy, store: StateStore) -> None:
         self.policy = policy
         self.store = store
+        self._pass = Admission(-1, False)
 
-    def peek(self, key: str, now: float) -> Refusal | None:
-        def change(values: list[Circuit | None]) -> tuple[list[Circuit | None], Refusal | None]:
-            return values, peek(self.policy, values[0] or Circuit(), now)
+    def store_key(self, key: str) -> str:
+        return self.PREFIX + key
 
-        return self.store.update([self.PREFIX + key], change)
+    def admit_value(
+        self, key: str, old: Circuit | None, now: float
+    ) -> tuple[Circuit, Admission | Refusal, Transition | None]:
+        """:func:`admit` on a circuit already read from the store, for a caller that
+        changes it in one update with other keys: the new circuit, the verdict and the
+        transition."""
+        if old is not None and old.state is CircuitState.CLOSED:
+            # The usual case, as admit() decides it, without building a pass per call:
+            # passes are values, so the calls of one epoch can share one.
+            passed = self._pass
+            if passed.epoch != old.epoch:
+                passed = self._pass = Admission(old.epoch, False)
+            return old, passed, None
+        new, verdict = admit(self.policy, old or _NEW, now)
+        return new, verdict, None if new is old else _transition(self.policy, key, old, new)
 
     def admit(self, key: str, now: float) -> tuple[Admission | Refusal, Transition | None]:
         def change(
             values: list[Circuit | None],
         ) -> tuple[list[Circuit], tuple[Admission | Refusal, Transition | None]]:
-            old = values[0]
-            new, verdict = admit(self.policy, old or Circuit(), now)
-            return [new], (verdict, _transition(self.policy, key, old, new))
+            new, verdict, transition = self.admit_value(key, values[0], now)
+            return [new], (verdict, transition)
 
         return self.store.update([self.PREFIX + key], change)
+
+    def record_value(
+        self, key: str, old: Circuit | None, admission: Admission, outcome: Outcome, now: float
+    ) -> tuple[Circuit, Transition | None]:
+        """:func:`record` on a circuit already read from the store (see :meth:`admit_value`):
+        the new circuit and the transition."""
+        new = record(self.policy, old or _NEW, admission, outcome, now)
+        return new, None if new is old else _transition(self.policy, key, old, new)
 
     def record(
         self, key: str, admission: Admission, outcome: Outcome, now: float
     ) -> Transition | None:
         def change(values: list[Circuit | None]) -> tuple[list[Circuit], Transition | None]:
-            old = values[0]
-            new = record(self.policy, old or Circuit(), admission, outcome, now)
-            return [new], _transition(self.policy, key, old, new)
+            new, transition = self.record_value(key, values[0], admission, outcome, now)
+            return [new], transition
 
         return self.store.update([self.PREFIX + key], change)
 

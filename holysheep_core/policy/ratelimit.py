@@ -19,14 +19,15 @@ Everything here but :class:`RateLimiter` is pure and takes ``now`` (seconds).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 from .store import StateStore
 
 __all__ = [
     "Bucket",
+    "Buckets",
     "Limit",
     "RateLimiter",
     "RateLimits",
@@ -116,6 +117,13 @@ class RateLimits:
             token_burst=self.token_burst,
         )
 
+    def wait_cap(self, max_wait: float | None) -> float | None:
+        """How long a caller may wait: the tighter of ``max_wait`` and the policy's."""
+        cap = self.max_wait
+        if cap is None:
+            return max_wait
+        return cap if max_wait is None else min(max_wait, cap)
+
     def limit_for(self, model: str) -> Limit | None:
         for name, lim in self.per_model:  # type: ignore[misc]
             if name == model:
@@ -145,10 +153,17 @@ def _specs(limit: Limit, scope: str) -> list[_Spec]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+def _amount(spec: _Spec, tokens: float) -> float:
+    """What one call of ``tokens`` estimated tokens takes from ``spec``'s bucket."""
+    return 1.0 if spec.kind == "requests" else tokens
+
+
+class Bucket(NamedTuple):
     """One bucket's state: ``level`` units free at time ``at`` (below zero: owed by
-    callers already scheduled); ``factor`` of the full rate since ``factor_at``."""
+    callers already scheduled); ``factor`` of the full rate since ``factor_at``.
+
+    A named tuple, not a frozen dataclass like the other stored values: every call builds
+    a few, and a tuple takes half the time to build."""
 
     level: float
     at: float
@@ -171,29 +186,43 @@ def refill(policy: RateLimits, spec: _Spec, b: Bucket | None, now: float) -> Buc
         return Bucket(spec.capacity, now)
     factor = rate_factor(policy, b, now)
     level = min(spec.capacity, b.level + max(now - b.at, 0.0) * spec.rate * factor)
-    if factor >= 1.0 and b.factor < 1.0:
+    if factor >= 1.0 and b.factor < 1.0:  # recovered: forget the 429
         return Bucket(level, max(now, b.at))
-    return replace(b, level=level, at=max(now, b.at))
+    return Bucket(level, max(now, b.at), b.factor, b.factor_at)
+
+
+# reserve() and give_back() run on every call, so they spell out the usual case (a bucket
+# with no 429 to recover from, last changed before ``now``) rather than building the
+# refilled bucket first: one Bucket built per bucket changed.
 
 
 def reserve(
     policy: RateLimits,
-    wants: list[tuple[_Spec, float]],
-    buckets: list[Bucket | None],
+    specs: Sequence[_Spec],
+    tokens: float,
+    buckets: Sequence[Bucket | None],
     now: float,
     max_wait: float | None,
 ) -> tuple[list[Bucket], float, bool]:
-    """Take ``amount`` from each bucket: the new buckets, the wait, and whether it was
-    granted (a wait above ``max_wait`` takes nothing)."""
-    refilled = [refill(policy, spec, b, now) for (spec, _), b in zip(wants, buckets, strict=True)]
+    """Take one request and ``tokens`` tokens from each bucket (as its kind says): the new
+    buckets, the wait, and whether it was granted (a wait above ``max_wait`` takes nothing)."""
     taken = []
     wait = 0.0
-    for (spec, amount), b in zip(wants, refilled, strict=True):
+    for spec, b in zip(specs, buckets, strict=True):
+        amount = 1.0 if spec.kind == "requests" else tokens  # _amount(), spelt out too
+        if b is not None and b.factor >= 1.0 and now > b.at:
+            level = min(spec.capacity, b.level + (now - b.at) * spec.rate) - amount
+            if level < 0:
+                wait = max(wait, -level / spec.rate)
+            taken.append(Bucket(level, now, b.factor, b.factor_at))
+            continue
+        b = refill(policy, spec, b, now)
         level = b.level - amount
         if level < 0:
             wait = max(wait, -level / (spec.rate * rate_factor(policy, b, now)))
-        taken.append(replace(b, level=level))
+        taken.append(Bucket(level, b.at, b.factor, b.factor_at))
     if max_wait is not None and wait > max_wait:
+        refilled = [refill(policy, spec, b, now) for spec, b in zip(specs, buckets, strict=True)]
         return refilled, wait, False
     return taken, wait, True
 
@@ -202,8 +231,11 @@ def give_back(
     policy: RateLimits, spec: _Spec, b: Bucket | None, amount: float, now: float
 ) -> Bucket:
     """Return ``amount`` (a cancelled reservation, an over-estimate); negative takes more."""
+    if b is not None and b.factor >= 1.0 and now > b.at:
+        level = min(spec.capacity, b.level + (now - b.at) * spec.rate)
+        return Bucket(min(spec.capacity, level + amount), now, b.factor, b.factor_at)
     b = refill(policy, spec, b, now)
-    return replace(b, level=min(spec.capacity, b.level + amount))
+    return Bucket(min(spec.capacity, b.level + amount), b.at, b.factor, b.factor_at)
 
 
 def clamp(
@@ -220,7 +252,7 @@ def clamp(
     level = min(b.level, remaining)
     if remaining <= 0 and reset:
         level = min(level, -reset * spec.rate * rate_factor(policy, b, now))
-    return replace(b, level=level)
+    return Bucket(level, b.at, b.factor, b.factor_at)
 
 
 def penalise(
@@ -259,10 +291,29 @@ def parse_duration(text: str | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    wants: tuple[tuple[_Spec, float], ...]
+    specs: tuple[_Spec, ...]
+    """The buckets it took from (none when it was not granted)."""
+    tokens: float
     wait: float
     """Seconds the caller must wait before sending."""
     granted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """The buckets one model draws from (its own, then the shared ones) and their store
+    keys, in the same order; the token buckets apart, for usage corrections."""
+
+    specs: tuple[_Spec, ...]
+    keys: tuple[str, ...]
+    token_specs: tuple[_Spec, ...]
+    token_keys: tuple[str, ...]
+
+
+_HEADERS: tuple[tuple[Kind, str, str], ...] = (
+    ("requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+    ("tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+)
 
 
 class RateLimiter:
@@ -274,14 +325,27 @@ class RateLimiter:
     def __init__(self, policy: RateLimits, store: StateStore) -> None:
         self.policy = policy
         self.store = store
-        self._shared = _specs(policy.shared, self.PREFIX + "*")
+        self._shared = tuple(_specs(policy.shared, self.PREFIX + "*"))
         self._models = {
-            m: _specs(lim, f"{self.PREFIX}model:{m}")
+            m: tuple(_specs(lim, f"{self.PREFIX}model:{m}"))
             for m, lim in policy.per_model  # type: ignore[misc]
         }
+        # One entry per model name seen, like the store's own keys.
+        self._buckets: dict[str, Buckets] = {}
 
-    def specs(self, model: str) -> list[_Spec]:
-        return self._models.get(model, []) + self._shared
+    def buckets(self, model: str) -> Buckets:
+        found = self._buckets.get(model)
+        if found is None:
+            specs = self._models.get(model, ()) + self._shared
+            tokens = tuple(s for s in specs if s.kind == "tokens")
+            found = Buckets(
+                specs, tuple(s.key for s in specs), tokens, tuple(s.key for s in tokens)
+            )
+            self._buckets[model] = found
+        return found
+
+    def specs(self, model: str) -> tuple[_Spec, ...]:
+        return self.buckets(model).specs
 
     def _target(self, model: str, kind: Kind) -> _Spec | None:
         # The server's counts describe the narrowest limit we keep for them.
@@ -293,55 +357,60 @@ class RateLimiter:
     def reserve(self, model: str, tokens: int, now: float, max_wait: float | None) -> Reservation:
         """Reserve one request and ``tokens`` tokens; ``granted`` False means the wait
         would exceed ``max_wait`` (the tighter of it and the policy's) and nothing was taken."""
-        if self.policy.max_wait is not None:
-            max_wait = (
-                self.policy.max_wait if max_wait is None else min(max_wait, self.policy.max_wait)
-            )
-        wants = tuple(
-            (s, 1.0 if s.kind == "requests" else float(tokens)) for s in self.specs(model)
-        )
-        if not wants:
-            return Reservation((), 0.0, True)
+        max_wait = self.policy.wait_cap(max_wait)
+        b = self.buckets(model)
+        if not b.specs:
+            return Reservation((), 0.0, 0.0, True)
+        policy, specs, amount = self.policy, b.specs, float(tokens)
 
         def change(values: list[Bucket | None]) -> tuple[list[Bucket], tuple[float, bool]]:
-            new, wait, granted = reserve(self.policy, list(wants), values, now, max_wait)
+            new, wait, granted = reserve(policy, specs, amount, values, now, max_wait)
             return new, (wait, granted)
 
-        wait, granted = self.store.update([s.key for s, _ in wants], change)
-        return Reservation(wants if granted else (), wait, granted)
+        wait, granted = self.store.update(b.keys, change)
+        return Reservation(specs if granted else (), amount, wait, granted)
 
-    def _adjust(self, pairs: list[tuple[_Spec, float]], now: float) -> None:
-        if not pairs:
-            return
+    def _adjust(
+        self, specs: tuple[_Spec, ...], keys: Sequence[str], amount: float, now: float
+    ) -> None:
+        policy = self.policy
 
         def change(values: list[Bucket | None]) -> tuple[list[Bucket], None]:
             return [
-                give_back(self.policy, s, b, amount, now)
-                for (s, amount), b in zip(pairs, values, strict=True)
+                give_back(policy, s, b, _amount(s, amount), now)
+                for s, b in zip(specs, values, strict=True)
             ], None
 
-        self.store.update([s.key for s, _ in pairs], change)
+        self.store.update(keys, change)
 
     def refund(self, reservation: Reservation, now: float) -> None:
         """Give back a reservation whose request was never sent."""
-        self._adjust(list(reservation.wants), now)
+        if reservation.specs:
+            keys = [s.key for s in reservation.specs]
+            self._adjust(reservation.specs, keys, reservation.tokens, now)
+
+    def return_turn(self, model: str, tokens: int, now: float) -> None:
+        """Give back the turn of a call on ``model`` (one request, ``tokens`` tokens) that
+        was reserved and never sent."""
+        b = self.buckets(model)
+        if b.specs:
+            self._adjust(b.specs, b.keys, float(tokens), now)
 
     def correct(self, model: str, estimated: int, actual: int, now: float) -> None:
         """Replace a call's token estimate by the usage the server reported."""
         if estimated != actual:
-            pairs = [
-                (s, float(estimated - actual)) for s in self.specs(model) if s.kind == "tokens"
-            ]
-            self._adjust(pairs, now)
+            b = self.buckets(model)
+            if b.token_specs:
+                self._adjust(b.token_specs, b.token_keys, float(estimated - actual), now)
 
     def observe(self, model: str, headers: Mapping[str, str], now: float) -> None:
         """Follow ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*`` of an answer."""
         updates: list[tuple[_Spec, float, float | None]] = []
-        for kind in ("requests", "tokens"):
-            raw = headers.get(f"x-ratelimit-remaining-{kind}")
+        for kind, remaining_header, reset_header in _HEADERS:
+            raw = headers.get(remaining_header)
             if raw is None:
                 continue
-            spec = self._target(model, kind)  # type: ignore[arg-type]
+            spec = self._target(model, kind)
             if spec is None:
                 continue
             try:
@@ -350,14 +419,15 @@ class RateLimiter:
                 continue
             if remaining >= spec.capacity:
                 continue  # plenty left: nothing to follow, and no lock to take
-            reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+            reset = parse_duration(headers.get(reset_header))
             updates.append((spec, remaining, reset))
         if not updates:
             return
+        policy = self.policy
 
         def change(values: list[Bucket | None]) -> tuple[list[Bucket], None]:
             return [
-                clamp(self.policy, s, b, remaining, reset, now)
+                clamp(policy, s, b, remaining, reset, now)
                 for (s, remaining, reset), b in zip(updates, values, strict=True)
             ], None
 
@@ -365,14 +435,15 @@ class RateLimiter:
 
     def back_off(self, model: str, retry_after: float | None, now: float) -> None:
         """A 429 answered this model: slow every bucket it draws from."""
-        specs = self.specs(model)
-        if not specs:
+        b = self.buckets(model)
+        if not b.specs:
             return
+        policy = self.policy
 
         def change(values: list[Bucket | None]) -> tuple[list[Bucket], None]:
             return [
-                penalise(self.policy, s, b, retry_after, now)
-                for s, b in zip(specs, values, strict=True)
+                penalise(policy, s, v, retry_after, now)
+                for s, v in zip(b.specs, values, strict=True)
             ], None
 
-        self.store.update([s.key for s in specs], change)
+        self.store.update(b.keys, change)

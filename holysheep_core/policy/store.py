@@ -6,9 +6,10 @@ it under one lock held for microseconds (never across a request or an ``await``)
 threads and asyncio tasks alike see whole transitions. A store shared by many processes (Redis with
 ``WATCH``/``MULTI`` or a script) implements the same two methods; no policy changes.
 
-Values are frozen dataclasses of numbers, strings and enums, so a networked store can
-serialise them with ``dataclasses.asdict``. A change function may be called more than once
-by an optimistic store, so it must be pure, as every policy's is.
+Values are immutable records of numbers, strings and enums (frozen dataclasses, or named
+tuples where every call builds some), so a networked store can serialise them field by
+field. A change function may be called more than once by an optimistic store, so it must
+be pure, as every policy's is.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class StateStore(Protocol):
 
     def update(self, keys: Sequence[str], change: Change[R]) -> R:
         """Apply ``change`` to the values of ``keys`` (None where absent) atomically: it gets
-        the old values in order, returns the new values and a result, which this returns."""
+        the old values in order, returns the new values (None: absent) and a result, which
+        this returns. A change that returns the very list it was given changed nothing,
+        and nothing is written."""
         ...
 
     def items(self, prefix: str) -> dict[str, Any]:
@@ -58,9 +61,16 @@ class InMemoryStore:
     def update(self, keys: Sequence[str], change: Change[R]) -> R:
         with self._lock:
             values = self._values
-            new, result = change([values.get(k) for k in keys])
-            for key, value in zip(keys, new, strict=True):
-                values[key] = value
+            old = list(map(values.get, keys))
+            new, result = change(old)
+            if new is not old:
+                if len(new) != len(keys):
+                    raise ValueError(f"a change must return one value per key, got {len(new)}")
+                values.update(zip(keys, new, strict=False))
+                if not all(new):  # a value may be None: that key is absent
+                    for key, value in zip(keys, new, strict=False):
+                        if value is None:
+                            del values[key]
             return result
 
     def items(self, prefix: str) -> dict[str, Any]:

@@ -15,10 +15,12 @@ from holysheep_core import (
     BreakerChanged,
     BreakerPolicy,
     CircuitOpenError,
+    ClientConfig,
     HolySheepClient,
     InMemoryStore,
     InternalServerError,
     PoolTimeoutError,
+    RateLimits,
     RetryPolicy,
 )
 from holysheep_core.emulator import Fault
@@ -34,6 +36,7 @@ from holysheep_core.policy.breaker import (
     peek,
     record,
 )
+from holysheep_core.policy.guard import Guard
 from holysheep_core.transport.base import Reply
 
 MODEL = "deepseek-v3.2"
@@ -290,6 +293,53 @@ def test_4xx_and_handled_429s_do_not_open_it(emulator: Any, make_client: Any) ->
     with pytest.raises(CircuitOpenError):  # opened by its second attempt, shed on the third
         client.chat_completion(model=MODEL, messages=HI)
     assert client.stats().breakers == {key_of(client): "open"}
+
+
+@pytest.mark.parametrize("how", ["json", "stream", "stream left early"])
+def test_an_answer_resets_the_count_by_the_time_its_call_ends(
+    how: str, emulator: Any, make_client: Any
+) -> None:
+    # A closed circuit hears of an answer's success with its usage (one store update for
+    # both), at the end of a stream: each failure here is followed by a success, so two
+    # never come in a row and a threshold of two is never reached.
+    client = make_client(retry=NO_RETRY, breaker=BreakerPolicy(failure_threshold=2))
+    for _ in range(3):
+        emulator.inject(Fault.status(503))
+        with pytest.raises(InternalServerError):
+            client.chat_completion(model=MODEL, messages=HI)
+        if how == "json":
+            client.chat_completion(model=MODEL, messages=HI)
+        else:
+            with client.stream_chat_completion(model=MODEL, messages=HI) as stream:
+                if how == "stream":
+                    list(stream)
+                else:
+                    next(stream)
+    assert client.stats().breakers == {key_of(client): "closed"}
+    assert len(emulator.requests) == 6
+
+
+def test_a_call_waiting_for_its_turn_holds_no_probe_slot(api_key: str, store_clock: Any) -> None:
+    store = InMemoryStore(clock=store_clock.monotonic)
+    config = ClientConfig.resolve(
+        api_key=api_key,
+        policy_store=store,
+        breaker=BreakerPolicy.no_wait(failure_threshold=1),  # half-open as soon as open
+        rate_limits=RateLimits(requests_per_second=1, request_burst=1),
+    )
+    guard = Guard(config)
+    failing = guard.open(MODEL, 0, None)
+    assert guard.before_attempt(failing, None) == 0  # the one turn there is, and a pass
+    guard.after_attempt(failing, Reply(503, {}))
+    first, second = guard.open(MODEL, 0, None), guard.open(MODEL, 0, None)
+    assert [guard.before_attempt(c, None) for c in (first, second)] == [1.0, 2.0]
+    [circuit] = store.items("breaker:").values()
+    assert circuit.probes == 0  # both wait for the limiter without a probe slot
+    guard.admit(first)  # its turn came: it takes the half-open circuit's one probe
+    with pytest.raises(CircuitOpenError):
+        guard.admit(second)
+    [bucket] = store.items("limit:").values()
+    assert bucket.level == -1  # the refused one gave its turn back; the first's is spent
 
 
 def test_breakers_are_per_model(emulator: Any, make_client: Any) -> None:

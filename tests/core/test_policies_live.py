@@ -152,6 +152,56 @@ def test_clients_sharing_a_store_share_their_breakers(emulator: Any, make_client
     assert b.stats().breakers == a.stats().breakers == {f"{MODEL}@{emulator.url}": "open"}
 
 
+class _CountingStore(InMemoryStore):
+    """Counts updates: a store shared over the network pays each as a round trip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates = 0
+
+    def update(self, keys: Any, change: Any) -> Any:
+        self.updates += 1
+        return super().update(keys, change)
+
+
+def test_an_answered_call_costs_two_store_updates(emulator: Any, make_client: Any) -> None:
+    # One before the attempt (the breaker's pass and the limiter's turn), one when the usage
+    # is known (the breaker's verdict and the token correction). The emulator's headers
+    # say plenty is left, so following them changes nothing.
+    store = _CountingStore()
+    client = make_client(
+        policy_store=store,
+        breaker=BreakerPolicy(),
+        rate_limits=RateLimits(requests_per_second=100, tokens_per_minute=1_000_000),
+    )
+    client.chat_completion(model=MODEL, messages=HI)
+    assert store.updates == 2
+    with client.stream_chat_completion(model=MODEL, messages=HI) as stream:
+        list(stream)
+    assert store.updates == 4
+
+
+def test_a_call_the_limiter_refuses_leaves_no_circuit_behind(
+    emulator: Any, make_client: Any
+) -> None:
+    client = make_client(
+        breaker=BreakerPolicy(),
+        rate_limits=RateLimits(tokens_per_minute=60, token_burst=5, max_wait=0),
+    )
+    with pytest.raises(APITimeoutError):
+        client.chat_completion(model=MODEL, messages=HI)  # more than 5 tokens: never goes
+    assert client.stats().breakers == {}  # the breaker never saw an attempt
+    assert len(emulator.requests) == 0
+
+
+def test_a_store_value_set_to_none_is_gone() -> None:
+    store = InMemoryStore()
+    store.update(["a", "b"], lambda values: ([1, 2], None))
+    store.update(["a", "b"], lambda values: ([None, values[1] + 1], None))
+    assert store.items("") == {"b": 3}
+    assert store.update(["a", "b"], lambda values: (values, values)) == [None, 3]
+
+
 def test_a_client_without_policies_takes_no_guard(emulator: Any, make_client: Any) -> None:
     client = make_client()
     policies = client._pipeline.policies

@@ -24,7 +24,16 @@ from holysheep_core import (
 )
 from holysheep_core.emulator import Fault
 from holysheep_core.params import build_chat_body, encode_json
-from holysheep_core.policy.ratelimit import RateLimiter, estimate_tokens, parse_duration
+from holysheep_core.policy.ratelimit import (
+    Bucket,
+    RateLimiter,
+    estimate_tokens,
+    give_back,
+    parse_duration,
+    rate_factor,
+    refill,
+    reserve,
+)
 from holysheep_core.transport.aiohttp_backend import AiohttpTransport
 from holysheep_core.transport.base import Reply
 from holysheep_core.transport.httpx_backend import AsyncHttpxTransport
@@ -178,6 +187,31 @@ def test_reservations_from_many_threads_get_distinct_turns() -> None:
     for t in threads:
         t.join()
     assert sorted(waits) == pytest.approx([i / 100 for i in range(160)])
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.5])
+@pytest.mark.parametrize("now", [0.0, 0.5, 3.0, 40.0])
+@pytest.mark.parametrize("level", [-20.0, 0.0, 3.5, 100.0])
+def test_taking_and_giving_back_are_a_refill_then_a_sum(
+    level: float, now: float, factor: float
+) -> None:
+    # reserve() and give_back() spell out the usual case for speed; whatever the state,
+    # they must agree with refill() followed by the plain arithmetic.
+    policy = RateLimits(requests_per_second=10, tokens_per_minute=600, token_burst=100)
+    specs = limiter(policy).buckets(MODEL).specs
+    olds = [None if level == 100.0 else Bucket(level, 0.5, factor, 0.2) for _ in specs]
+    taken, wait, granted = reserve(policy, specs, 30.0, olds, now, None)
+    expected_wait = 0.0
+    for spec, old, new in zip(specs, olds, taken, strict=True):
+        full = refill(policy, spec, old, now)
+        amount = 1.0 if spec.kind == "requests" else 30.0
+        assert new == full._replace(level=full.level - amount)
+        if full.level < amount:
+            share = spec.rate * rate_factor(policy, full, now)
+            expected_wait = max(expected_wait, (amount - full.level) / share)
+        back = give_back(policy, spec, old, 7.0, now)
+        assert back == full._replace(level=min(spec.capacity, full.level + 7.0))
+    assert (wait, granted) == (expected_wait, True)
 
 
 @pytest.mark.parametrize(
