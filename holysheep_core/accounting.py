@@ -279,6 +279,13 @@ class Ledger:
                 rec = self._models.setdefault(model, _ModelRecord())
                 rec.usage = rec.usage + usage
 
+    def add_usage(self, model: str, usage: TokenUsage) -> None:
+        """Usage of a call already counted as failed: the parts the server did answer (and
+        bill), such as the batches of an embeddings call that finished before one failed."""
+        with self._lock:
+            rec = self._models.setdefault(model, _ModelRecord())
+            rec.usage = rec.usage + usage
+
     def usage(self) -> TokenUsage:
         with self._lock:
             total = TokenUsage()

@@ -12,7 +12,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from .accounting import Stats
+from .accounting import Stats, TokenUsage
 from .config import ClientConfig
 from .errors import HolySheepError, InvalidRequestError
 from .params import build_chat_body, build_embeddings_body, encode_json
@@ -153,26 +153,40 @@ class _ClientBase:
             self._pipeline, served.reply, served.model, started, served.attempts, served.guard
         )
 
+    def _embedding_batch(self, served: Served, model: str) -> tuple[EmbeddingResponse, int]:
+        """One batch's answer, its budget hold settled at once: if a later batch fails, what
+        this one spent is still known."""
+        p = self._pipeline
+        part = p.parse(
+            served.reply, EmbeddingResponse, attempts=served.attempts, guard=served.guard
+        )
+        if served.guard is not None:
+            usage = _embedding_usage(part)
+            p.settle(served.guard, usage, p.prices.cost(model, usage))
+        return part, served.attempts
+
+    def _embeddings_failed(self, done: list[tuple[EmbeddingResponse, int]], model: str) -> None:
+        # The call failed (and was counted so), but the batches before the failure were
+        # answered and billed: their tokens and cost still belong in the ledger.
+        for part, _ in done:
+            usage = _embedding_usage(part)
+            cost = self._pipeline.prices.cost(model, usage)
+            self._pipeline.ledger.add_usage(model, TokenUsage.from_usage(usage, cost))
+
     def _embeddings_result(
-        self, results: list[Served], model: str, started: float
+        self, results: list[tuple[EmbeddingResponse, int]], model: str, started: float
     ) -> EmbeddingResponse:
         p = self._pipeline
-        parts = [
-            p.parse(s.reply, EmbeddingResponse, attempts=s.attempts, guard=s.guard) for s in results
-        ]
-        for s, part in zip(results, parts, strict=True):
-            if s.guard is not None:
-                part_usage = _embedding_usage(part)
-                p.settle(s.guard, part_usage, p.prices.cost(model, part_usage))
+        parts = [part for part, _ in results]
         merged = _merge_embeddings(parts)
-        attempts = sum(s.attempts for s in results)
+        attempts = sum(a for _, a in results)
         merged._cost_usd = p.book(
             model,
             merged.model,
             _embedding_usage(merged),
             started=started,
             attempts=attempts - len(results) + 1,
-            request_id=results[-1].reply.request_id,
+            request_id=parts[-1].request_id,
         )
         merged._attempts = attempts
         return merged
@@ -287,8 +301,14 @@ class HolySheepClient(_ClientBase):
         """Embeddings for one text or many; long lists go out in ``batch_size`` requests."""
         plans = self._embeddings_plans(model, input, params, batch_size)
         started = self._pipeline.clock()
-        results = [self._run(self._pipeline.call(plan)) for plan in plans]
-        return self._embeddings_result(results, model, started)
+        done: list[tuple[EmbeddingResponse, int]] = []
+        try:
+            for plan in plans:
+                done.append(self._embedding_batch(self._run(self._pipeline.call(plan)), model))
+        except HolySheepError:
+            self._embeddings_failed(done, model)
+            raise
+        return self._embeddings_result(done, model, started)
 
     def models(self) -> list[Model]:
         self._check_open()
@@ -387,12 +407,20 @@ class AsyncHolySheepClient(_ClientBase):
         """Async twin of :meth:`HolySheepClient.embeddings`; batches go out concurrently."""
         plans = self._embeddings_plans(model, input, params, batch_size)
         started = self._pipeline.clock()
+
         # A task group, not gather: when one batch fails the others are cancelled instead of
         # running on unobserved.
+        async def batch(plan: Plan) -> tuple[EmbeddingResponse, int]:
+            return self._embedding_batch(await self._run(self._pipeline.call(plan)), model)
+
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._run(self._pipeline.call(p))) for p in plans]
+                tasks = [group.create_task(batch(p)) for p in plans]
         except BaseExceptionGroup as eg:
+            done = [
+                t.result() for t in tasks if t.done() and not t.cancelled() and not t.exception()
+            ]
+            self._embeddings_failed(done, model)
             raise eg.exceptions[0] from None
         return self._embeddings_result([t.result() for t in tasks], model, started)
 

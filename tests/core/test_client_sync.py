@@ -709,3 +709,41 @@ def test_more_threads_than_connections_send_each_call_once(emulator: Any, make_c
     _calls_from_threads(client, threads=6, calls=10)
     assert client.stats().retries == 0
     assert len(emulator.requests) == 60
+
+
+def test_a_failed_batch_keeps_the_answered_batches_in_the_books(
+    emulator: Any, api_key: str
+) -> None:
+    from holysheep_core import APIConnectionError, Budget, HolySheepClient, PriceTable, RetryPolicy
+    from holysheep_core.emulator import count_tokens
+
+    client = HolySheepClient(
+        api_key=api_key,
+        base_url=emulator.url,
+        retry=RetryPolicy.no_wait(max_retries=0),
+        budget_usd=(budget := Budget(1)),
+        prices=PriceTable().with_prices({"embed-1": {"input": "0.02", "output": "0"}}),
+    )
+    inner, sent = client._transport, []
+
+    class SecondBatchFails:
+        def send(self, request: Any) -> Any:
+            sent.append(request)
+            if len(sent) == 2:
+                raise APIConnectionError("connection reset on the second batch")
+            return inner.send(request)
+
+        def close(self) -> None:
+            inner.close()
+
+    client._transport = SecondBatchFails()
+    with pytest.raises(APIConnectionError):
+        client.embeddings(model="embed-1", input=["alpha beta", "gamma", "delta"], batch_size=1)
+    first = count_tokens("alpha beta")
+    stats = client.stats()
+    assert stats.errors == {"APIConnectionError": 1} and stats.successes == 0
+    assert stats.usage.input_tokens == first  # the first batch was answered, and billed
+    assert budget.held_usd == 0  # no hold left behind by the answered batch
+    # The answered batch at its real cost; the failed one, unanswered, at its estimate.
+    assert budget.spent_usd > Decimal("0.02") * first / 10**6
+    client.close()
