@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Any
 
 from . import report, startup
 from .server import start_server
+from .spawn import run_worker
 from .targets import TARGETS, resilience_available
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = (
     "aiohttp",
     "httpx",
@@ -74,21 +73,6 @@ def _versions() -> str:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out.append(f"{name} {metadata.version(name)}")
     return ", ".join(out)
-
-
-def _measure(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=900,
-    )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        return {"skipped": f"worker failed: {tail}"}
-    return json.loads(lines[-1])
 
 
 def _line(label: str, mode: str, r: dict[str, Any]) -> str:
@@ -176,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup": warmup,
                 "server_pid": server.pid,
             }
-            r = _measure(spec)
+            r = run_worker(spec, timeout=900)
             if "skipped" not in r and r["server_busy"] > 0:
                 cap = r["rps"] / r["server_busy"]
                 notes.append(
@@ -204,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         "server_pid": server.pid,
                         "min_seconds": min_seconds,
                     }
-                    r = _measure(spec)
+                    r = run_worker(spec, timeout=900)
                     raw.setdefault((t.name, mode), []).append(r)
                     print(_line(t.label, mode, r), flush=True)
         memory = {} if args.no_memory else startup.memory(server.json_url)

@@ -3,16 +3,15 @@ connections. Each figure comes from fresh processes, so nothing is already impor
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
+
+from .spawn import ROOT, run_worker
 
 __all__ = ["IMPORTS", "MEMORY_TARGETS", "import_times", "memory"]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 # (name, statement, the peer it is compared with). The "floor" rows are what the framework
 # itself costs to import: an integration built on it cannot import in less.
@@ -94,17 +93,10 @@ def memory(url: str, connections: int = 100) -> dict[str, dict[str, Any]]:
         figures: dict[str, Any] = {}
         for traced in (False, True):
             spec = {"memory": name, "url": url, "connections": connections, "traced": traced}
-            proc = subprocess.run(
-                [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                timeout=120,
-            )
-            lines = proc.stdout.strip().splitlines()
-            if proc.returncode != 0 or not lines:
-                figures = {"skipped": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+            result = run_worker(spec, timeout=120)
+            if "skipped" in result:
+                figures = result
                 break
-            figures.update(json.loads(lines[-1]))
+            figures.update(result)
         out[name] = figures
     return out
