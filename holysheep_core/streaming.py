@@ -67,7 +67,6 @@ class ChunkParser:
         self.usage: Usage | None = None
         self.done = False
         """True once ``[DONE]`` arrived, or the stream ended with every choice finished."""
-        self.content_chars = 0
         self._text: list[str] = []
 
     @property

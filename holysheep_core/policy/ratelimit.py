@@ -124,12 +124,6 @@ class RateLimits:
             return max_wait
         return cap if max_wait is None else min(max_wait, cap)
 
-    def limit_for(self, model: str) -> Limit | None:
-        for name, lim in self.per_model:  # type: ignore[misc]
-            if name == model:
-                return lim
-        return None
-
 
 @dataclass(frozen=True, slots=True)
 class _Spec:
