@@ -39,3 +39,33 @@ def emulator(_emulator_server: object) -> object:
 @pytest.fixture
 def base_url(emulator: object) -> str:
     return emulator.url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    """A real ``redis-server`` on a free loopback port for the whole session.
+
+    ``make test`` installs Debian's ``redis-server``; without it (and outside CI) the tests
+    that need it are skipped with that reason, in CI they fail."""
+    import os
+
+    from redis_helpers import RedisServer, redis_server_binary
+
+    if redis_server_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: .ci/run installs it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: object) -> str:
+    """The session's Redis, emptied (data and scripts) before each test."""
+    redis_server.command("FLUSHALL")
+    redis_server.command("SCRIPT", "FLUSH")
+    return redis_server.url
