@@ -37,7 +37,7 @@ from .messages import (
 )
 from .profiles import model_profile
 from .settings import ENV_KEY, HolySheepSettings
-from .structured import structured_output
+from .structured import default_method, structured_output
 from .tools import ToolChoice, format_tools, tool_choice_to_wire
 
 __all__ = ["ChatHolySheep"]
@@ -405,7 +405,7 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         self,
         schema: dict[str, Any] | type | None = None,
         *,
-        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        method: Literal["json_schema", "function_calling", "json_mode"] | None = None,
         include_raw: bool = False,
         strict: bool | None = None,
         **kwargs: Any,
@@ -415,16 +415,25 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
 
         Args:
             schema: the output schema; optional for ``json_mode``.
-            method: ``"json_schema"`` (the server's structured output, default),
+            method: ``"json_schema"`` (the server's structured output),
                 ``"function_calling"`` (a forced tool call) or ``"json_mode"`` (any JSON
-                object; the prompt must ask for JSON).
+                object; the prompt must ask for JSON). By default, what the model's
+                profile says it honours: ``json_schema`` where ``profile["structured_output"]``
+                is true (``gpt-4.1``, ``gemini-2.5-flash``), else ``function_calling``
+                (``deepseek-v3.2``, ``claude-sonnet-4.5``, models with no profile).
             include_raw: return ``{"raw", "parsed", "parsing_error"}`` instead of raising
                 when the answer does not parse.
-            strict: ask the server to hold the output to the schema exactly.
+            strict: ask the server to hold the output to the schema exactly. The schema
+                goes out in the form strict mode accepts (every object closed with
+                ``additionalProperties: false``, every property required, the optional
+                ones nullable); a null the model gives an optional field is dropped
+                before parsing, so the field gets its default.
 
         Returns:
             pydantic instances for a pydantic schema, dicts otherwise.
         """
+        if method is None:
+            method = default_method(self.profile)
         return structured_output(
             self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs
         )

@@ -11,12 +11,15 @@ from llama_index.core.instrumentation import get_dispatcher
 from holysheep_core import AsyncHolySheepClient, EmbeddingResponse, HolySheepClient
 
 from .clients import ClientSettings
-from .handlers import HolySheepCostHandler
+from .handlers import HolySheepCostHandler, keep_cost_handlers
 from .usage import HolySheepEmbeddingUsageEvent, embedding_usage
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "HolySheepEmbedding"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "DEFAULT_EMBED_BATCH_SIZE", "HolySheepEmbedding"]
 
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+"""Priced by default at its public list price (see ``holysheep_core.pricing``)."""
+DEFAULT_EMBED_BATCH_SIZE = 100
+"""Texts per request, as ``OpenAIEmbedding`` (LlamaIndex's own default is 10)."""
 
 dispatcher = get_dispatcher(__name__)
 
@@ -24,13 +27,20 @@ dispatcher = get_dispatcher(__name__)
 class HolySheepEmbedding(BaseEmbedding, ClientSettings):
     """HolySheep AI embeddings for LlamaIndex indexes and retrievers.
 
-    LlamaIndex cuts long lists into ``embed_batch_size`` texts; each batch is one request
-    through the shared client (pooled, retried). The async methods are true async twins.
+    LlamaIndex cuts long lists into ``embed_batch_size`` texts (100 by default, as
+    ``OpenAIEmbedding``); each batch is one request through the shared client (pooled,
+    retried). The async methods are true async twins.
     Each request's tokens and USD reach ``HolySheepCostHandler`` and
     ``HolySheepUsageEventHandler`` (as a ``HolySheepEmbeddingUsageEvent``).
 
     Args:
-        model_name: the embedding model.
+        model_name: the embedding model. The default, ``text-embedding-3-small``, and
+            ``text-embedding-3-large`` / ``text-embedding-ada-002`` are priced at their
+            public list prices (USD 0.02 / 0.13 / 0.10 per million tokens); override them,
+            or price another model, with ``client_settings={"prices":
+            PriceTable().with_prices({...})}``. An unpriced model's cost is unknown (None),
+            never $0.
+        embed_batch_size: texts per request (default 100).
         dimensions: length of the vectors, for models that can shorten them (None: the
             model's own).
         api_key, api_base, timeout, max_retries, client_settings, client, async_client: as
@@ -43,6 +53,12 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
     """
 
     model_name: str = Field(default=DEFAULT_EMBEDDING_MODEL, description="The embedding model.")
+    embed_batch_size: int = Field(
+        default=DEFAULT_EMBED_BATCH_SIZE,
+        gt=0,
+        le=2048,
+        description="Texts per embeddings request (OpenAIEmbedding's default).",
+    )
     dimensions: int | None = Field(default=None, gt=0, description="Vector length.")
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Other request parameters sent with every call."
@@ -62,6 +78,11 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
     @classmethod
     def class_name(cls) -> str:
         return "holysheep_embedding"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "callback_manager":  # resolve_embed_model and Settings replace it
+            value = keep_cost_handlers(self.__dict__.get("callback_manager"), value)
+        super().__setattr__(name, value)
 
     def _params(self, texts: list[str]) -> dict[str, Any]:
         return {

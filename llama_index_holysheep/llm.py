@@ -7,6 +7,7 @@ output limit, and hands LlamaIndex the server's token counts and the call's cost
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import AsyncGenerator, Generator, Sequence
@@ -43,18 +44,15 @@ from llama_index.core.llms.llm import Model as M
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import PydanticProgramMode
 
-from holysheep_core import (
-    AsyncChatStream,
-    AsyncHolySheepClient,
-    ChatStream,
-    HolySheepClient,
-    ModelProfile,
-)
+from holysheep_core import AsyncHolySheepClient, HolySheepClient, ModelProfile
 from holysheep_core.policy.fallback import check_models
+from holysheep_core.strict_schema import drop_added_nulls, strict_json_schema
 
 from .clients import ClientSettings
+from .handlers import keep_cost_handlers
 from .messages import to_wire_messages, tool_selections
 from .responses import StreamAssembler, chat_response
+from .usage import LLM_CLASS_NAME
 
 if TYPE_CHECKING:
     from llama_index.core.prompts import BasePromptTemplate
@@ -87,7 +85,11 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         context_window: overrides the model's window, e.g. for a model the table lacks.
         additional_kwargs: other request parameters sent with every call (``top_p``,
             ``seed``, ``reasoning_effort``, ...).
-        strict: mark tool schemas ``strict`` (the model must match them exactly).
+        strict: mark tool schemas and ``json_schema`` response formats ``strict`` (the
+            model must match them exactly); they go out in the form OpenAI's strict mode
+            accepts (objects closed with ``additionalProperties: false``, every property
+            required; for structured output the optional ones nullable, and a null
+            answered for one is dropped so the field gets its default).
         structured_output: how ``structured_predict`` asks for JSON: ``"function_calling"``
             (a forced tool call) or ``"json_schema"`` (``response_format``).
         fallback_models: models to try in order when ``model`` fails (open circuit, retries
@@ -165,7 +167,12 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
 
     @classmethod
     def class_name(cls) -> str:
-        return "holysheep_llm"
+        return LLM_CLASS_NAME
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "callback_manager":  # resolve_llm and Settings replace it
+            value = keep_cost_handlers(self.__dict__.get("callback_manager"), value)
+        super().__setattr__(name, value)
 
     def _profile(self) -> ModelProfile | None:
         return self._clients.config.prices.profile(self.model)
@@ -249,12 +256,10 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         return chat_response(completion)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        # Messages are checked now; the request goes out on the first iteration, so a
+        # generator nobody iterates holds no connection (and costs nothing).
         wire = to_wire_messages(messages)
-        # The request goes out now, so a failure before the first byte raises here.
-        stream = self._clients.sync().stream_chat_completion(
-            model=self.model, messages=wire, **self._params(kwargs)
-        )
-        return _responses(stream)
+        return _responses(self._clients.sync(), self.model, wire, self._params(kwargs))
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         wire = to_wire_messages(messages)
@@ -267,10 +272,7 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         wire = to_wire_messages(messages)
-        stream = await self._clients.asynchronous().stream_chat_completion(
-            model=self.model, messages=wire, **self._params(kwargs)
-        )
-        return _aresponses(stream)
+        return _aresponses(self._clients.asynchronous(), self.model, wire, self._params(kwargs))
 
     # --- tools --------------------------------------------------------------------------
 
@@ -292,7 +294,13 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         for tool in tools:
             spec = tool.metadata.to_openai_tool(skip_length_check=True)
             if strict:
-                spec["function"]["strict"] = True
+                # Strict mode refuses open objects and optional properties: every argument
+                # is required, with its own type (the tool takes it as it is).
+                function = spec["function"]
+                function["parameters"] = strict_json_schema(
+                    function["parameters"], nullable_optionals=False
+                )
+                function["strict"] = True
             specs.append(spec)
         messages = list(chat_history or [])  # never append to the caller's history
         if isinstance(user_msg, str):
@@ -350,11 +358,15 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         prompt_args: dict[str, Any],
     ) -> tuple[list[ChatMessage], dict[str, Any]]:
         kwargs = {k: v for k, v in (llm_kwargs or {}).items() if k != "tool_choice"}
+        schema = output_cls.model_json_schema()
+        if self.strict:
+            # Optional fields nullable; _schema_end drops those nulls again.
+            schema = strict_json_schema(schema, nullable_optionals=True)
         kwargs["response_format"] = {
             "type": "json_schema",
             "json_schema": {
                 "name": re.sub(r"[^a-zA-Z0-9_-]", "_", output_cls.__name__)[:64],
-                "schema": output_cls.model_json_schema(),
+                "schema": schema,
                 "strict": self.strict,
             },
         }
@@ -374,9 +386,15 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         )
         return self._schema_call(output_cls, prompt, llm_kwargs, prompt_args)
 
-    @staticmethod
-    def _schema_end(output_cls: type[M], response: ChatResponse) -> M:
-        result = output_cls.model_validate_json(response.message.content or "")
+    def _schema_end(self, output_cls: type[M], response: ChatResponse) -> M:
+        text = response.message.content or ""
+        if self.strict:
+            answer = json.loads(text)
+            result = output_cls.model_validate(
+                drop_added_nulls(answer, output_cls.model_json_schema())
+            )
+        else:
+            result = output_cls.model_validate_json(text)
         dispatcher.event(LLMStructuredPredictEndEvent(output=result))
         return result
 
@@ -461,7 +479,10 @@ def _tool_choice(choice: str | dict[str, Any] | None, required: bool) -> str | d
     return choice
 
 
-def _responses(stream: ChatStream) -> ChatResponseGen:
+def _responses(
+    client: HolySheepClient, model: str, wire: list[dict[str, Any]], params: dict[str, Any]
+) -> ChatResponseGen:
+    stream = client.stream_chat_completion(model=model, messages=wire, **params)
     # Leaving early closes the stream (and its connection) through the with-block.
     with stream:
         assembler = StreamAssembler()
@@ -470,7 +491,10 @@ def _responses(stream: ChatStream) -> ChatResponseGen:
         yield assembler.finish()
 
 
-async def _aresponses(stream: AsyncChatStream) -> ChatResponseAsyncGen:
+async def _aresponses(
+    client: AsyncHolySheepClient, model: str, wire: list[dict[str, Any]], params: dict[str, Any]
+) -> ChatResponseAsyncGen:
+    stream = await client.stream_chat_completion(model=model, messages=wire, **params)
     async with stream:
         assembler = StreamAssembler()
         async for chunk in stream:
