@@ -64,7 +64,8 @@ dispatcher = get_dispatcher(__name__)
 
 DEFAULT_MODEL = "deepseek-v3.2"
 DEFAULT_CONTEXT_WINDOW = 128_000
-"""Context window assumed for a model the price table has no profile for (with a warning)."""
+"""Context window assumed for a model the price table has no profile for (with a warning):
+the smallest window of the known chat models, so a prompt sized for it fits any of them."""
 DEFAULT_NUM_OUTPUT = 4_096
 """Output tokens reserved for a model with no profile, when ``max_tokens`` is not set."""
 
@@ -74,8 +75,14 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
 
     Args:
         model: a HolySheep model name (``deepseek-v3.2``, ``gpt-4.1``, ``claude-sonnet-4.5``,
-            ``gemini-2.5-flash``, ...). An unknown name is not an error: it gets
-            ``DEFAULT_CONTEXT_WINDOW`` and a warning unless ``context_window`` is given.
+            ``gemini-2.5-flash``, ...), in any case (``DeepSeek-V3.2`` is sent as
+            ``deepseek-v3.2``); a dated snapshot (``gpt-4.1-2025-04-14``) gets its model's
+            window, limits and price. Any other name is not an error (the server decides
+            whether it serves it): unless ``context_window`` is given, it gets
+            ``DEFAULT_CONTEXT_WINDOW`` (128K, the smallest window of the known chat models,
+            so a prompt sized for it fits) and a warning naming the closest known model;
+            its cost stays unknown (None, never $0) until priced through
+            ``client_settings={"prices": PriceTable().with_prices(...)}``.
         api_key: the API key; else ``HOLYSHEEP_API_KEY``. Kept secret: it never appears in
             ``to_dict()``, ``to_json()``, ``repr`` or callback payloads.
         api_base: the API's base URL; else ``HOLYSHEEP_BASE_URL``, else the public endpoint.
@@ -156,11 +163,17 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
     ) -> None:
         super().__init__(model=model, **kwargs)
         self._connect(client, async_client)
+        prices = self._clients.config.prices
+        self.model = prices.canonical(self.model)  # "DeepSeek-V3.2" -> "deepseek-v3.2"
         if self.context_window is None and self._profile() is None:
+            hint = prices.closest(self.model)
+            guess = f" (did you mean {hint!r}?)" if hint else ""
             warnings.warn(
-                f"HolySheep knows no context window for model {self.model!r}: assuming "
-                f"{DEFAULT_CONTEXT_WINDOW:,} tokens and {DEFAULT_NUM_OUTPUT:,} output tokens. "
-                "Pass context_window= (and max_tokens=) to set them.",
+                f"HolySheep knows no context window for model {self.model!r}{guess}: "
+                f"assuming {DEFAULT_CONTEXT_WINDOW:,} tokens, the smallest of the known chat "
+                f"models, and {DEFAULT_NUM_OUTPUT:,} output tokens; its cost is unknown "
+                "until you price it. Pass context_window= (and max_tokens=), and "
+                'client_settings={"prices": ...} to set them.',
                 UserWarning,
                 stacklevel=2,
             )

@@ -204,3 +204,35 @@ def test_embedding_cost_handler_survives_an_index_build(make_embedding: Any) -> 
         [Document(text="one"), Document(text="two")], embed_model=embed_model
     )
     assert handler.by_model[embed_model.model_name].requests == 1
+
+
+# --- model names ---------------------------------------------------------------------------
+
+
+def test_a_known_name_in_another_case_is_that_model(make_llm: Any, emulator: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        llm = make_llm(model="DeepSeek-V3.2")
+    assert llm.model == "deepseek-v3.2"
+    assert llm.metadata.context_window == 128_000
+    response = llm.complete("Hi")
+    assert emulator.requests[-1].body["model"] == "deepseek-v3.2"
+    assert response.additional_kwargs["cost_usd"] is not None
+
+
+def test_a_dated_snapshot_gets_its_models_window_without_a_warning(make_llm: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        llm = make_llm(model="gpt-4.1-2025-04-14")
+    assert llm.model == "gpt-4.1-2025-04-14"  # sent as written
+    assert llm.metadata.context_window == 1_047_576
+
+
+def test_an_unknown_name_warns_and_names_the_closest_model(make_llm: Any) -> None:
+    with pytest.warns(
+        UserWarning, match=r"'gemini-2.5-flash-lite' \(did you mean 'gemini-2.5-flash'\?\)"
+    ):
+        llm = make_llm(model="gemini-2.5-flash-lite")
+    assert llm.metadata.context_window == 128_000
+    with pytest.warns(UserWarning, match="'gpt-4.1-mini': assuming"):  # not priced as gpt-4.1
+        make_llm(model="gpt-4.1-mini")
