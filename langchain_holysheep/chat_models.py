@@ -35,6 +35,7 @@ from .messages import (
     to_wire_messages,
     usage_metadata,
 )
+from .openai_arguments import from_openai_arguments
 from .profiles import model_profile
 from .settings import ENV_KEY, HolySheepSettings
 from .structured import default_method, structured_output
@@ -78,6 +79,15 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     "budget_usd": 5}``: a call the budget cannot cover raises
     ``HolySheepBudgetExceededError`` (a ``ModelError``) before anything is sent.
 
+    ``ChatOpenAI``'s arguments work too: ``openai_api_key``, ``openai_api_base``,
+    ``request_timeout=(connect, read)`` (or an ``httpx.Timeout``), ``logprobs`` /
+    ``top_logprobs`` (in ``response_metadata["logprobs"]``, as ChatOpenAI puts them),
+    ``disabled_params``, ``reasoning={"effort": ...}``; OpenAI-client options HolySheep has
+    no use for (``organization``, ``http_client``, ``default_query``,
+    ``tiktoken_model_name``, ...) raise ``ConfigurationError`` saying what to use instead
+    unless None; any other argument (``service_tier``, ``verbosity``, ...) goes into
+    ``model_kwargs`` with a warning, and is sent as it is, as ChatOpenAI does.
+
     Raises: ``ConfigurationError`` (a ``ValueError``) at construction for a missing or
     malformed key or an unknown ``client_settings`` field; at call time, ``ModelError``
     subclasses that are also the core's errors.
@@ -110,6 +120,23 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     """Use the streaming API even for ``invoke``."""
     fallback_models: list[str] | None = None
     """Models to try in order when this one fails; None: the client's (none by default)."""
+
+    logprobs: bool | None = None
+    """Return the log probabilities of the output tokens, in ``response_metadata["logprobs"]``
+    (each streamed chunk's in its own), as ``ChatOpenAI`` does."""
+    top_logprobs: int | None = None
+    """How many most likely tokens to return at each position (needs ``logprobs=True``)."""
+    disabled_params: dict[str, Any] | None = None
+    """Wire parameters never to send, as in ``ChatOpenAI``: ``{"parallel_tool_calls": None}``
+    drops the parameter whatever its value, ``{"tool_choice": ["required"]}`` only those
+    values."""
+
+    def __init__(self, **data: Any) -> None:
+        # Translated here, not in a validator: pydantic would wrap a refusal in a
+        # ValidationError that prints the input, key included.
+        own = {*type(self).model_fields}
+        own.update(f.alias for f in type(self).model_fields.values() if f.alias)
+        super().__init__(**from_openai_arguments(data, own))
 
     @field_validator("fallback_models")
     @classmethod
@@ -154,6 +181,8 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
             "frequency_penalty": self.frequency_penalty,
             "reasoning_effort": self.reasoning_effort,
             "thinking": thinking,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
             **self.model_kwargs,
             **(self.extra_body or {}),
         }
@@ -241,6 +270,9 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
             stream_usage = (params.get("stream_options") or {}).get("include_usage")
         for name in _NOT_WIRE:
             params.pop(name, None)
+        for name, values in (self.disabled_params or {}).items():
+            if values is None or params.get(name) in values:
+                params.pop(name, None)
         report_usage = self.stream_usage if stream_usage is None else bool(stream_usage)
         return model, to_wire_messages(messages), params, report_usage
 
@@ -289,9 +321,13 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         message, finish_reason = chunk_message(choice)
         message.response_metadata["model_provider"] = MODEL_PROVIDER
         info = None
+        if choice.logprobs:
+            # langchain-core adds generation_info to each streamed chunk's response_metadata
+            # (logprobs lists then concatenate when chunks are added), as for ChatOpenAI.
+            info = {"logprobs": choice.logprobs}
         if finish_reason is not None:
             # Strings merge by concatenation in LangChain: name the call exactly once.
-            info = {"finish_reason": finish_reason}
+            info = {**(info or {}), "finish_reason": finish_reason}
             message.response_metadata.update(call_metadata(chunk, request_id))
             message.response_metadata["finish_reason"] = finish_reason
         return ChatGenerationChunk(message=message, generation_info=info)

@@ -251,7 +251,7 @@ def test_alias_names(api_key: str, base_url: str) -> None:
 
 
 def test_misspelt_argument_is_refused(api_key: str) -> None:
-    with pytest.raises(ValueError, match="temprature"):
+    with pytest.raises(ValueError, match="temprature=: did you mean temperature="):
         ChatHolySheep(api_key=api_key, temprature=0)
 
 
