@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,29 @@ class PriceTable:
         if price is None:
             return None
         return self.cost_of_tokens(price, prompt_tokens, max_output_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as JSON-able data (USD as strings); :meth:`from_dict` reads it back."""
+        return {
+            "prices": {
+                model: {
+                    "input": str(p.input),
+                    "output": str(p.output),
+                    "cached_input": None if p.cached_input is None else str(p.cached_input),
+                }
+                for model, p in self._prices.items()
+            },
+            "profiles": {model: asdict(p) for model, p in self._profiles.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
+        prices = {
+            model: ModelPrice.of(p["input"], p["output"], p.get("cached_input"))
+            for model, p in data["prices"].items()
+        }
+        profiles = {model: ModelProfile(**p) for model, p in data["profiles"].items()}
+        return cls(prices, profiles)
 
     def _key(self) -> tuple[Any, ...]:
         return (tuple(sorted(self._prices.items())), tuple(sorted(self._profiles.items())))

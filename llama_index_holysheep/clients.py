@@ -14,6 +14,7 @@ from typing import Any
 from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
 from holysheep_core import AsyncHolySheepClient, ClientConfig, HolySheepClient
+from holysheep_core.settings_codec import decode_settings, encode_settings, is_encoded
 from holysheep_core.shared import adapter_config, shared_client
 
 __all__ = ["ClientSettings", "Clients"]
@@ -71,15 +72,31 @@ class ClientSettings(BaseModel):
         default=None,
         exclude=True,
         description="Further ClientConfig fields (breaker, rate_limits, budget_usd, prices, "
-        "hooks, ...) for the shared client; not serialised.",
+        "hooks, ...) for the shared client; to_dict() writes them down as data (hooks and "
+        "stores cannot be: from_dict() warns of those).",
     )
 
     _clients: Clients = PrivateAttr()
+    _written_settings: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def _with_settings(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``to_dict()``'s data with ``client_settings`` written down (once: LlamaIndex
+        serialises the model for its callbacks on every call)."""
+        if self.client_settings:
+            if self._written_settings is None:
+                self._written_settings = encode_settings(self.client_settings)
+            data["client_settings"] = self._written_settings
+        return data
 
     def _connect(
         self, client: HolySheepClient | None, async_client: AsyncHolySheepClient | None
     ) -> None:
         """Settle the settings (raising ``ConfigurationError`` now, not at the first call)."""
+        if is_encoded(self.client_settings):  # from from_dict(): see _with_settings
+            self.client_settings = decode_settings(
+                self.client_settings,  # type: ignore[arg-type]
+                owner=type(self).__name__,
+            )
         self._clients = Clients.resolve(
             api_key=self.api_key,
             api_base=self.api_base,

@@ -79,6 +79,10 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
     def class_name(cls) -> str:
         return "holysheep_embedding"
 
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The settings as data, ``client_settings`` included (``from_dict`` reads them)."""
+        return self._with_settings(super().to_dict(**kwargs))
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "callback_manager":  # resolve_embed_model and Settings replace it
             value = keep_cost_handlers(self.__dict__.get("callback_manager"), value)

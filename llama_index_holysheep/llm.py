@@ -182,6 +182,10 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
     def class_name(cls) -> str:
         return LLM_CLASS_NAME
 
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The settings as data, ``client_settings`` included (``from_dict`` reads them)."""
+        return self._with_settings(super().to_dict(**kwargs))
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "callback_manager":  # resolve_llm and Settings replace it
             value = keep_cost_handlers(self.__dict__.get("callback_manager"), value)
