@@ -137,6 +137,7 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         own = {*type(self).model_fields}
         own.update(f.alias for f in type(self).model_fields.values() if f.alias)
         super().__init__(**from_openai_arguments(data, own))
+        self.model = self._prices().canonical(self.model)  # "DeepSeek-V3.2" -> "deepseek-v3.2"
 
     @field_validator("fallback_models")
     @classmethod
@@ -259,7 +260,8 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     ) -> tuple[str, list[dict[str, Any]], dict[str, Any], bool]:
         """Model, wire messages, wire parameters and whether to report stream usage."""
         params = {**self._default_params, **kwargs}
-        model = params.pop("model", None) or self.model
+        model = params.pop("model", None)
+        model = self._prices().canonical(model) if model else self.model
         if self.fallback_models is not None:
             params.setdefault("fallback_models", self.fallback_models)  # the core's call option
         if stop is not None:

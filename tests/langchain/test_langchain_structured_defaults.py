@@ -111,3 +111,12 @@ def test_strict_tools_require_every_argument_with_its_own_type(make_chat: Any) -
     assert_strict_schema(function["parameters"])
     # A tool gets its arguments as they are: no nulls for fields that do not take null.
     assert function["parameters"]["properties"]["note"] == {"type": "string"}
+
+
+def test_a_known_name_in_another_case_is_that_model(make_chat: Any, emulator: Any) -> None:
+    model = make_chat(model="GPT-4.1")
+    assert model.model == "gpt-4.1"
+    assert model.profile["structured_output"] is True
+    model.invoke("Hi")
+    model.invoke("Hi", model="DeepSeek-V3.2")
+    assert [b["model"] for b in chat_bodies(emulator)] == ["gpt-4.1", "deepseek-v3.2"]
