@@ -12,7 +12,8 @@ with the builders, 1,762 µs with ordinary construction (239/191 vs 190 req/s).
 Their values come from the core's validated wire models, so the builders here skip
 validation (``model_construct`` would not help: it is slower than validating these small
 models) and set exactly what validation sets: every field in declaration order, the fields
-given as ``model_fields_set``, no extra or private values. The tests compare each builder's object with its validated twin.
+given as ``model_fields_set``, no extra or private values. The tests compare each
+builder's object with its validated twin.
 
 Should a LlamaIndex release change one of these classes (a field, a validator), its objects
 are validated again, found out on the first one built.
