@@ -34,6 +34,7 @@ class Clients:
         api_base: str | None,
         timeout: float | None,
         max_retries: int | None,
+        default_headers: dict[str, str] | None = None,
         client_settings: dict[str, Any] | None = None,
         client: HolySheepClient | None = None,
         async_client: AsyncHolySheepClient | None = None,
@@ -49,6 +50,7 @@ class Clients:
             base_url=api_base,
             timeout=timeout,
             max_retries=max_retries,
+            default_headers=default_headers or {},
         )
         return cls(config, client, async_client)
 
@@ -68,6 +70,9 @@ class ClientSettings(BaseModel):
     api_base: str | None = Field(default=None, description="The API's base URL.")
     timeout: float | None = Field(default=None, gt=0, description="Read timeout in seconds.")
     max_retries: int | None = Field(default=None, ge=0, description="Retries per call.")
+    default_headers: dict[str, str] | None = Field(
+        default=None, description="Headers sent with every request, on top of the core's."
+    )
     client_settings: dict[str, Any] | None = Field(
         default=None,
         exclude=True,
@@ -102,6 +107,7 @@ class ClientSettings(BaseModel):
             api_base=self.api_base,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            default_headers=self.default_headers,
             client_settings=self.client_settings,
             client=client,
             async_client=async_client,

@@ -12,6 +12,7 @@ from holysheep_core import AsyncHolySheepClient, EmbeddingResponse, HolySheepCli
 
 from .clients import ClientSettings
 from .handlers import HolySheepCostHandler, keep_cost_handlers
+from .openai_arguments import from_openai_arguments
 from .usage import HolySheepEmbeddingUsageEvent, embedding_usage
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "DEFAULT_EMBED_BATCH_SIZE", "HolySheepEmbedding"]
@@ -47,6 +48,10 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
             for :class:`~llama_index_holysheep.HolySheep`; the key never appears in dumps.
             Embeddings never fall back to another model (its vectors would not compare).
         additional_kwargs: other request parameters sent with every call.
+        default_headers: headers sent with every request.
+        OpenAIEmbedding's arguments: ``model=`` names the model; ``reuse_client`` is taken;
+            ``api_version``, ``http_client``, ... raise ``ConfigurationError`` saying what to
+            use, as does any unknown argument.
 
     Raises:
         ConfigurationError: no API key, or a malformed one, before any request.
@@ -66,13 +71,19 @@ class HolySheepEmbedding(BaseEmbedding, ClientSettings):
 
     def __init__(
         self,
-        model_name: str = DEFAULT_EMBEDDING_MODEL,
+        model_name: str | None = None,
         *,
         client: HolySheepClient | None = None,
         async_client: AsyncHolySheepClient | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model_name=model_name, **kwargs)
+        if model_name is not None:
+            kwargs["model_name"] = model_name
+        kwargs = from_openai_arguments(
+            kwargs, set(type(self).model_fields), owner="HolySheepEmbedding"
+        )
+        kwargs.setdefault("model_name", DEFAULT_EMBEDDING_MODEL)
+        super().__init__(**kwargs)
         self._connect(client, async_client)
 
     @classmethod

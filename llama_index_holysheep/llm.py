@@ -51,6 +51,7 @@ from holysheep_core.strict_schema import drop_added_nulls, strict_json_schema
 from .clients import ClientSettings
 from .handlers import keep_cost_handlers
 from .messages import to_wire_messages, tool_selections
+from .openai_arguments import from_openai_arguments
 from .responses import StreamAssembler, chat_response
 from .usage import LLM_CLASS_NAME
 
@@ -110,6 +111,15 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
             ``BudgetExceededError`` before anything is sent), ``prices``, ``retry``, hooks
             (``on_usage``, ``on_retry``, ``on_fallback``, ``on_breaker_change``), ... Objects
             with equal settings share one client, and so one breaker, limiter and cap.
+        default_headers: headers sent with every request.
+        is_function_calling_model: overrides what the profile says (``False`` for a model
+            you know takes no tools).
+        OpenAILike's arguments: ``is_chat_model=True``, ``reuse_client`` (clients are
+            always shared), ``should_use_structured_outputs=True`` (``structured_output=
+            "json_schema"``), ``logprobs``, ``top_logprobs`` and ``reasoning_effort`` (sent
+            via ``additional_kwargs``) are taken; ``api_version``, ``http_client``,
+            ``tokenizer``, ``openai_client``, ... raise ``ConfigurationError`` saying what to
+            use, as does any unknown argument (LlamaIndex would ignore it silently).
         client, async_client: core clients to use instead of the process's shared ones
             (their settings then replace ``api_key``, ``api_base``, ``timeout`` and
             ``max_retries``; ``client_settings`` must then be left out).
@@ -147,6 +157,9 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
     fallback_models: list[str] | None = Field(
         default=None, description="Models to try in order when the model fails."
     )
+    is_function_calling_model: bool | None = Field(
+        default=None, description="Overrides the profile's say (False: no tool calls)."
+    )
 
     @field_validator("fallback_models")
     @classmethod
@@ -161,6 +174,8 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         async_client: AsyncHolySheepClient | None = None,
         **kwargs: Any,
     ) -> None:
+        own = set(type(self).model_fields)
+        kwargs = from_openai_arguments(kwargs, own, owner=type(self).__name__)
         super().__init__(model=model, **kwargs)
         self._connect(client, async_client)
         prices = self._clients.config.prices
@@ -206,7 +221,11 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
             # Prompt helpers reserve num_output inside the window: leave the prompt room.
             num_output=min(output, window // 2),
             is_chat_model=True,
-            is_function_calling_model=profile.supports_tools if profile else True,
+            is_function_calling_model=(
+                self.is_function_calling_model
+                if self.is_function_calling_model is not None
+                else (profile.supports_tools if profile else True)
+            ),
             model_name=self.model,
             system_role=MessageRole.SYSTEM,
         )
