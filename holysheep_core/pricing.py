@@ -7,16 +7,26 @@ never $0: the ledger counts such calls and the client warns once per model.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from .types import Usage
 
-__all__ = ["DEFAULT_PRICES", "DEFAULT_PROFILES", "ModelPrice", "ModelProfile", "PriceTable"]
+__all__ = [
+    "CHAT_PRICES",
+    "DEFAULT_PRICES",
+    "DEFAULT_PROFILES",
+    "EMBEDDING_PRICES",
+    "ModelPrice",
+    "ModelProfile",
+    "PriceTable",
+]
 
 _MILLION = Decimal(1_000_000)
 
@@ -41,7 +51,13 @@ class ModelPrice:
 
 @dataclass(frozen=True, slots=True)
 class ModelProfile:
-    """What a model can take and give, for adapters' metadata and budget estimates."""
+    """What a model can take and give, for adapters' metadata, their default structured
+    output method, and budget estimates.
+
+    ``supports_json_schema``: ``response_format={"type": "json_schema", ...}`` is honoured
+    (the server holds the answer to the schema); ``supports_json_mode``:
+    ``{"type": "json_object"}`` is (any JSON object; the prompt must ask for JSON).
+    """
 
     context_window: int
     max_output_tokens: int
@@ -49,36 +65,67 @@ class ModelProfile:
     supports_json_schema: bool = True
     supports_reasoning: bool = False
     supports_vision: bool = False
+    supports_json_mode: bool = True
 
 
 # From the provider's guide: one rate for input and output (DESIGN.md §4).
-DEFAULT_PRICES: Mapping[str, ModelPrice] = {
+CHAT_PRICES: Mapping[str, ModelPrice] = {
     "deepseek-v3.2": ModelPrice.of("0.42", "0.42"),
     "gpt-4.1": ModelPrice.of("8.00", "8.00"),
     "claude-sonnet-4.5": ModelPrice.of("15.00", "15.00"),
     "gemini-2.5-flash": ModelPrice.of("2.50", "2.50"),
 }
 
+# The embedding models the adapters default to. The provider's guide prices no embedding
+# model, so these are the models' public list prices (OpenAI's pricing page, USD per
+# million input tokens; an embedding call has no output tokens). Override them with
+# ``PriceTable().with_prices({...})`` if your account is billed differently.
+EMBEDDING_PRICES: Mapping[str, ModelPrice] = {
+    "text-embedding-3-small": ModelPrice.of("0.02", "0"),
+    "text-embedding-3-large": ModelPrice.of("0.13", "0"),
+    "text-embedding-ada-002": ModelPrice.of("0.10", "0"),
+}
+
+DEFAULT_PRICES: Mapping[str, ModelPrice] = {**CHAT_PRICES, **EMBEDDING_PRICES}
+
+# What each upstream provider documents for its OpenAI-compatible endpoint:
+# DeepSeek: JSON mode and tools, no json_schema response format; Anthropic's compatibility
+# layer ignores response_format altogether (JSON mode and json_schema alike); OpenAI and
+# Gemini honour both.
 DEFAULT_PROFILES: Mapping[str, ModelProfile] = {
-    "deepseek-v3.2": ModelProfile(128_000, 8_192, supports_reasoning=True),
+    "deepseek-v3.2": ModelProfile(
+        128_000, 8_192, supports_json_schema=False, supports_reasoning=True
+    ),
     "gpt-4.1": ModelProfile(1_047_576, 32_768, supports_vision=True),
     "claude-sonnet-4.5": ModelProfile(
-        200_000, 64_000, supports_reasoning=True, supports_vision=True
+        200_000,
+        64_000,
+        supports_json_schema=False,
+        supports_json_mode=False,
+        supports_reasoning=True,
+        supports_vision=True,
     ),
     "gemini-2.5-flash": ModelProfile(
         1_048_576, 65_536, supports_reasoning=True, supports_vision=True
     ),
 }
 
+# A dated snapshot of a known model (gpt-4.1-2025-04-14, claude-sonnet-4.5-20250929,
+# deepseek-v3.2-0324) or its -latest alias is priced like the model; any other suffix
+# (gpt-4.1-mini, gemini-2.5-flash-lite) names another model, priced differently.
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{2}-\d{2}|latest)")
+
 
 class PriceTable:
     """Model name -> price and profile. Immutable: ``with_prices`` returns a new table.
 
-    Lookups try the exact name, then the longest known name that prefixes it, so dated
-    variants such as ``gpt-4.1-2025-04-14`` are priced like their family.
+    Names match whatever their case (``DeepSeek-V3.2`` is ``deepseek-v3.2``), and a dated
+    snapshot of a known model (``gpt-4.1-2025-04-14``, ``claude-sonnet-4.5-20250929``) or
+    its ``-latest`` alias matches that model. Any other name is unknown: no price (its cost
+    is None, never $0) and no profile; :meth:`closest` suggests what was probably meant.
     """
 
-    __slots__ = ("_prices", "_profiles")
+    __slots__ = ("_folded_prices", "_folded_profiles", "_prices", "_profiles")
 
     def __init__(
         self,
@@ -87,6 +134,8 @@ class PriceTable:
     ) -> None:
         self._prices = dict(DEFAULT_PRICES if prices is None else prices)
         self._profiles = dict(DEFAULT_PROFILES if profiles is None else profiles)
+        self._folded_prices = {k.casefold(): v for k, v in self._prices.items()}
+        self._folded_profiles = {k.casefold(): v for k, v in self._profiles.items()}
 
     @classmethod
     def from_file(cls, path: str | Path, *, base: PriceTable | None = None) -> PriceTable:
@@ -114,21 +163,42 @@ class PriceTable:
     def with_profiles(self, overrides: Mapping[str, ModelProfile]) -> PriceTable:
         return PriceTable(self._prices, {**self._profiles, **overrides})
 
-    def _lookup(self, table: Mapping[str, Any], model: str) -> Any:
+    @staticmethod
+    def _lookup(table: Mapping[str, Any], folded: Mapping[str, Any], model: str) -> Any:
         hit = table.get(model)
         if hit is not None:
             return hit
-        best = max((k for k in table if model.startswith(k)), key=len, default=None)
-        return table[best] if best else None
+        name = model.casefold()
+        hit = folded.get(name)
+        if hit is not None:
+            return hit
+        for known, value in folded.items():
+            if name.startswith(known) and _SNAPSHOT_SUFFIX.fullmatch(name, len(known)):
+                return value
+        return None
 
     def price(self, model: str) -> ModelPrice | None:
-        return self._lookup(self._prices, model)
+        return self._lookup(self._prices, self._folded_prices, model)
 
     def profile(self, model: str) -> ModelProfile | None:
-        return self._lookup(self._profiles, model)
+        return self._lookup(self._profiles, self._folded_profiles, model)
+
+    def canonical(self, model: str) -> str:
+        """The table's spelling of ``model`` when it differs only in case, else ``model``."""
+        if model in self._prices or model in self._profiles:
+            return model
+        name = model.casefold()
+        return next((k for k in (*self._profiles, *self._prices) if k.casefold() == name), model)
+
+    def closest(self, model: str) -> str | None:
+        """The known name ``model`` most looks like (a typo, a missing dash), or None."""
+        known = {k.casefold(): k for k in (*self._profiles, *self._prices)}
+        found = difflib.get_close_matches(model.casefold(), list(known), n=1, cutoff=0.75)
+        return known[found[0]] if found else None
 
     @property
     def models(self) -> list[str]:
+        """Every model with a price: chat models (those with a profile) and embeddings."""
         return sorted(self._prices)
 
     def cost(self, model: str, usage: Usage | None) -> Decimal | None:
@@ -159,6 +229,29 @@ class PriceTable:
         if price is None:
             return None
         return self.cost_of_tokens(price, prompt_tokens, max_output_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as JSON-able data (USD as strings); :meth:`from_dict` reads it back."""
+        return {
+            "prices": {
+                model: {
+                    "input": str(p.input),
+                    "output": str(p.output),
+                    "cached_input": None if p.cached_input is None else str(p.cached_input),
+                }
+                for model, p in self._prices.items()
+            },
+            "profiles": {model: asdict(p) for model, p in self._profiles.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
+        prices = {
+            model: ModelPrice.of(p["input"], p["output"], p.get("cached_input"))
+            for model, p in data["prices"].items()
+        }
+        profiles = {model: ModelProfile(**p) for model, p in data["profiles"].items()}
+        return cls(prices, profiles)
 
     def _key(self) -> tuple[Any, ...]:
         return (tuple(sorted(self._prices.items())), tuple(sorted(self._profiles.items())))

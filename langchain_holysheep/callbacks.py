@@ -3,7 +3,9 @@
 ``HolySheepCallbackHandler`` reads each finished chat call (``on_llm_end``): the message's
 ``usage_metadata`` and, for ``ChatHolySheep``, the ``cost_usd`` the core priced in
 ``response_metadata``. Messages from other chat models (say ``ChatOpenAI`` pointed at the
-HolySheep endpoint) are priced with the core's price table by their model name. A stream
+HolySheep endpoint) are priced with the core's price table by their model name. Answers
+served by LangChain's LLM cache (``set_llm_cache``) sent no request: they cost nothing and
+are counted apart, in ``llm_cache_hits``. A stream
 ends in one ``on_llm_end`` whose merged message holds the usage once, so streams count
 once; invoke, batch, sync and async all go through the same path.
 
@@ -58,6 +60,7 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
         # in ``callbacks`` and inherited from an enclosing block). The same run ends at
         # every handler at once, so a short memory is enough.
         self._recent: OrderedDict[UUID, None] = OrderedDict()
+        self._cache_hits = 0
 
     # --- reading (the rest comes from UsageTally) ----------------------------------------
 
@@ -70,6 +73,12 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
         return self.usage.reasoning_tokens
 
     @property
+    def llm_cache_hits(self) -> int:
+        """Calls answered by LangChain's LLM cache (``set_llm_cache``): no request was sent,
+        so they are in no other figure (not requests, tokens or cost)."""
+        return self._cache_hits
+
+    @property
     def total_cost(self) -> float:
         """USD of the calls whose price is known (see ``unpriced_requests``)."""
         return self.total_cost_usd or 0.0
@@ -77,6 +86,7 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
     def reset(self) -> None:
         with self._lock:
             self._recent.clear()
+            self._cache_hits = 0
         super().reset()
 
     def __repr__(self) -> str:
@@ -96,13 +106,18 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID | None = None, **kwargs: Any) -> None:
         calls = []
+        hits = 0
         for generations in response.generations:
             # One call's usage sits on its first generation (n > 1 shares it).
             message = getattr(generations[0], "message", None) if generations else None
-            if isinstance(message, AIMessage):
+            if not isinstance(message, AIMessage):
+                continue
+            if _from_llm_cache(message):
+                hits += 1  # answered by LangChain's cache: no request, nothing billed
+            else:
                 calls.append(self._call_usage(message))
-        if calls:
-            self._record(run_id, calls)
+        if calls or hits:
+            self._record(run_id, calls, hits)
 
     def _call_usage(self, message: AIMessage) -> tuple[str, TokenUsage]:
         meta = message.response_metadata
@@ -128,7 +143,9 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
             cost = self._prices.cost(model, usage)
         return model, TokenUsage.from_usage(usage, cost)
 
-    def _record(self, run_id: UUID | None, calls: list[tuple[str, TokenUsage]]) -> None:
+    def _record(
+        self, run_id: UUID | None, calls: list[tuple[str, TokenUsage]], cache_hits: int = 0
+    ) -> None:
         with self._lock:
             if run_id is not None:
                 if run_id in self._recent:
@@ -136,10 +153,19 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
                 self._recent[run_id] = None
                 if len(self._recent) > _RECENT_RUNS:
                     self._recent.popitem(last=False)
+            self._cache_hits += cache_hits
         for model, usage in calls:
             self.add(model, usage)
         if self._parent is not None:
-            self._parent._record(run_id, calls)
+            self._parent._record(run_id, calls, cache_hits)
+
+
+def _from_llm_cache(message: AIMessage) -> bool:
+    """Whether langchain-core served this message from its LLM cache (``set_llm_cache``):
+    it marks each cached answer with a zero ``total_cost`` in ``usage_metadata``, a key no
+    model call of ours sets."""
+    usage = message.usage_metadata
+    return usage is not None and usage.get("total_cost") == 0
 
 
 _current: ContextVar[HolySheepCallbackHandler | None] = ContextVar(

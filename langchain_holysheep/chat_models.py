@@ -35,9 +35,10 @@ from .messages import (
     to_wire_messages,
     usage_metadata,
 )
+from .openai_arguments import from_openai_arguments
 from .profiles import model_profile
 from .settings import ENV_KEY, HolySheepSettings
-from .structured import structured_output
+from .structured import default_method, structured_output
 from .tools import ToolChoice, format_tools, tool_choice_to_wire
 
 __all__ = ["ChatHolySheep"]
@@ -78,6 +79,15 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     "budget_usd": 5}``: a call the budget cannot cover raises
     ``HolySheepBudgetExceededError`` (a ``ModelError``) before anything is sent.
 
+    ``ChatOpenAI``'s arguments work too: ``openai_api_key``, ``openai_api_base``,
+    ``request_timeout=(connect, read)`` (or an ``httpx.Timeout``), ``logprobs`` /
+    ``top_logprobs`` (in ``response_metadata["logprobs"]``, as ChatOpenAI puts them),
+    ``disabled_params``, ``reasoning={"effort": ...}``; OpenAI-client options HolySheep has
+    no use for (``organization``, ``http_client``, ``default_query``,
+    ``tiktoken_model_name``, ...) raise ``ConfigurationError`` saying what to use instead
+    unless None; any other argument (``service_tier``, ``verbosity``, ...) goes into
+    ``model_kwargs`` with a warning, and is sent as it is, as ChatOpenAI does.
+
     Raises: ``ConfigurationError`` (a ``ValueError``) at construction for a missing or
     malformed key or an unknown ``client_settings`` field; at call time, ``ModelError``
     subclasses that are also the core's errors.
@@ -110,6 +120,24 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     """Use the streaming API even for ``invoke``."""
     fallback_models: list[str] | None = None
     """Models to try in order when this one fails; None: the client's (none by default)."""
+
+    logprobs: bool | None = None
+    """Return the log probabilities of the output tokens, in ``response_metadata["logprobs"]``
+    (each streamed chunk's in its own), as ``ChatOpenAI`` does."""
+    top_logprobs: int | None = None
+    """How many most likely tokens to return at each position (needs ``logprobs=True``)."""
+    disabled_params: dict[str, Any] | None = None
+    """Wire parameters never to send, as in ``ChatOpenAI``: ``{"parallel_tool_calls": None}``
+    drops the parameter whatever its value, ``{"tool_choice": ["required"]}`` only those
+    values."""
+
+    def __init__(self, **data: Any) -> None:
+        # Translated here, not in a validator: pydantic would wrap a refusal in a
+        # ValidationError that prints the input, key included.
+        own = {*type(self).model_fields}
+        own.update(f.alias for f in type(self).model_fields.values() if f.alias)
+        super().__init__(**from_openai_arguments(data, own))
+        self.model = self._prices().canonical(self.model)  # "DeepSeek-V3.2" -> "deepseek-v3.2"
 
     @field_validator("fallback_models")
     @classmethod
@@ -154,6 +182,8 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
             "frequency_penalty": self.frequency_penalty,
             "reasoning_effort": self.reasoning_effort,
             "thinking": thinking,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
             **self.model_kwargs,
             **(self.extra_body or {}),
         }
@@ -230,7 +260,8 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     ) -> tuple[str, list[dict[str, Any]], dict[str, Any], bool]:
         """Model, wire messages, wire parameters and whether to report stream usage."""
         params = {**self._default_params, **kwargs}
-        model = params.pop("model", None) or self.model
+        model = params.pop("model", None)
+        model = self._prices().canonical(model) if model else self.model
         if self.fallback_models is not None:
             params.setdefault("fallback_models", self.fallback_models)  # the core's call option
         if stop is not None:
@@ -241,6 +272,9 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
             stream_usage = (params.get("stream_options") or {}).get("include_usage")
         for name in _NOT_WIRE:
             params.pop(name, None)
+        for name, values in (self.disabled_params or {}).items():
+            if values is None or params.get(name) in values:
+                params.pop(name, None)
         report_usage = self.stream_usage if stream_usage is None else bool(stream_usage)
         return model, to_wire_messages(messages), params, report_usage
 
@@ -289,9 +323,13 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         message, finish_reason = chunk_message(choice)
         message.response_metadata["model_provider"] = MODEL_PROVIDER
         info = None
+        if choice.logprobs:
+            # langchain-core adds generation_info to each streamed chunk's response_metadata
+            # (logprobs lists then concatenate when chunks are added), as for ChatOpenAI.
+            info = {"logprobs": choice.logprobs}
         if finish_reason is not None:
             # Strings merge by concatenation in LangChain: name the call exactly once.
-            info = {"finish_reason": finish_reason}
+            info = {**(info or {}), "finish_reason": finish_reason}
             message.response_metadata.update(call_metadata(chunk, request_id))
             message.response_metadata["finish_reason"] = finish_reason
         return ChatGenerationChunk(message=message, generation_info=info)
@@ -405,7 +443,7 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         self,
         schema: dict[str, Any] | type | None = None,
         *,
-        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        method: Literal["json_schema", "function_calling", "json_mode"] | None = None,
         include_raw: bool = False,
         strict: bool | None = None,
         **kwargs: Any,
@@ -415,16 +453,25 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
 
         Args:
             schema: the output schema; optional for ``json_mode``.
-            method: ``"json_schema"`` (the server's structured output, default),
+            method: ``"json_schema"`` (the server's structured output),
                 ``"function_calling"`` (a forced tool call) or ``"json_mode"`` (any JSON
-                object; the prompt must ask for JSON).
+                object; the prompt must ask for JSON). By default, what the model's
+                profile says it honours: ``json_schema`` where ``profile["structured_output"]``
+                is true (``gpt-4.1``, ``gemini-2.5-flash``), else ``function_calling``
+                (``deepseek-v3.2``, ``claude-sonnet-4.5``, models with no profile).
             include_raw: return ``{"raw", "parsed", "parsing_error"}`` instead of raising
                 when the answer does not parse.
-            strict: ask the server to hold the output to the schema exactly.
+            strict: ask the server to hold the output to the schema exactly. The schema
+                goes out in the form strict mode accepts (every object closed with
+                ``additionalProperties: false``, every property required, the optional
+                ones nullable); a null the model gives an optional field is dropped
+                before parsing, so the field gets its default.
 
         Returns:
             pydantic instances for a pydantic schema, dicts otherwise.
         """
+        if method is None:
+            method = default_method(self.profile)
         return structured_output(
             self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs
         )

@@ -26,6 +26,8 @@ def model_profile(prices: PriceTable, model: str) -> ModelProfile | None:
         tool_choice=core.supports_tools,
         # The core numbers streamed tool calls even when a server does not.
         tool_call_streaming=core.supports_tools,
+        # The server's json_schema response format: what with_structured_output and
+        # create_agent(response_format=...) choose by default when it is true.
         structured_output=core.supports_json_schema,
         reasoning_output=core.supports_reasoning,
     )

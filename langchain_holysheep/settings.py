@@ -19,6 +19,7 @@ from langchain_core.utils.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from holysheep_core import AsyncHolySheepClient, ClientConfig, HolySheepClient, PriceTable
+from holysheep_core.settings_codec import decode_settings, encode_settings, is_encoded
 from holysheep_core.shared import adapter_config, shared_client
 
 __all__ = ["HolySheepSettings"]
@@ -60,6 +61,9 @@ class HolySheepSettings(BaseModel):
     _config: ClientConfig | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
+        settings = data.get("client_settings")
+        if is_encoded(settings):  # from loads(): see lc_attributes
+            data["client_settings"] = decode_settings(settings, owner=type(self).__name__)
         super().__init__(**data)
         # Resolved here, after validation, rather than in a validator: pydantic would wrap
         # the ConfigurationError in a ValidationError that prints the input, key included.
@@ -79,6 +83,15 @@ class HolySheepSettings(BaseModel):
                 default_headers=self.default_headers or {},
             )
         return self._config
+
+    @property
+    def lc_attributes(self) -> dict[str, Any]:
+        """``client_settings`` for ``dumps``/``dumpd``, written down as data (policies,
+        caps, prices, budgets), so ``loads`` gives a model with the same settings; hooks and
+        stores cannot be, and ``loads`` warns that they were left out."""
+        if not self.client_settings:
+            return {}
+        return {"client_settings": encode_settings(self.client_settings)}
 
     def _sync_client(self) -> HolySheepClient:
         if self.client is not None:

@@ -8,6 +8,8 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from holysheep_core.strict_schema import strict_json_schema
+
 __all__ = ["ToolChoice", "format_tools", "tool_choice_to_wire"]
 
 ToolChoice = str | bool | Mapping[str, Any] | None
@@ -19,8 +21,19 @@ def format_tools(
     strict: bool | None = None,
 ) -> list[dict[str, Any]]:
     """``{"type": "function", "function": {name, description, parameters[, strict]}}`` for
-    each tool: LangChain tools, pydantic models, TypedDicts, functions or schema dicts."""
-    return [convert_to_openai_tool(tool, strict=strict) for tool in tools]
+    each tool: LangChain tools, pydantic models, TypedDicts, functions or schema dicts.
+
+    A strict tool's parameters are put in the form strict mode accepts (every property
+    required, ``additionalProperties: false``, no ``default``): the model then gives every
+    argument a value of its declared type, which the tool takes as it is."""
+    formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
+    for tool in formatted:
+        function = tool.get("function") or {}
+        if function.get("strict") and isinstance(function.get("parameters"), Mapping):
+            function["parameters"] = strict_json_schema(
+                function["parameters"], nullable_optionals=False
+            )
+    return formatted
 
 
 def tool_choice_to_wire(

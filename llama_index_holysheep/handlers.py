@@ -24,6 +24,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from llama_index.core.callbacks import CallbackManager
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
@@ -42,10 +43,9 @@ from llama_index.core.instrumentation.events.span import SpanDropEvent
 
 from holysheep_core import TokenUsage, UsageTally
 
-from .llm import HolySheep
-from .usage import HolySheepEmbeddingUsageEvent, served_model, usage_of
+from .usage import LLM_CLASS_NAME, HolySheepEmbeddingUsageEvent, served_model, usage_of
 
-__all__ = ["HolySheepCostHandler", "HolySheepUsageEventHandler"]
+__all__ = ["HolySheepCostHandler", "HolySheepUsageEventHandler", "keep_cost_handlers"]
 
 _OPEN_LIMIT = 10_000
 
@@ -61,9 +61,7 @@ class _CallTally(UsageTally):
         self._abandoned = 0
 
     def _open_call(self, key: Any, model_dict: Any) -> None:
-        if not isinstance(model_dict, dict) or model_dict.get("class_name") != (
-            HolySheep.class_name()
-        ):
+        if not isinstance(model_dict, dict) or model_dict.get("class_name") != LLM_CLASS_NAME:
             return
         with self._calls_lock:
             self._open[key] = str(model_dict.get("model_name", ""))
@@ -107,11 +105,19 @@ class HolySheepCostHandler(BaseCallbackHandler, _CallTally):
     """``CallbackManager`` handler: tokens and USD of ``HolySheep`` calls and
     ``HolySheepEmbedding`` requests, by model (see :class:`~holysheep_core.UsageTally`).
 
+    Attach it to the models, or to ``Settings.callback_manager`` for everything. Once
+    attached to a ``HolySheep`` or ``HolySheepEmbedding``, it stays attached when LlamaIndex
+    replaces the model's callback manager (``VectorStoreIndex``, query engines and agents
+    do, through ``resolve_llm`` / ``resolve_embed_model`` and ``Settings``): the new manager
+    gets it too. To stop counting, ``model.callback_manager.remove_handler(handler)``.
+    For everything in a block regardless of managers, :class:`HolySheepUsageEventHandler`
+    listens on the instrumentation dispatcher instead.
+
     Example:
         ```python
         handler = HolySheepCostHandler()
         llm = HolySheep(callback_manager=CallbackManager([handler]))
-        llm.complete("Hi")
+        index.as_query_engine(llm=llm).query("...")  # still counted
         print(handler.total_tokens, handler.total_cost_usd, handler.by_model)
         ```
     """
@@ -201,3 +207,18 @@ class HolySheepUsageEventHandler(BaseEventHandler, _CallTally):
     def __exit__(self, *exc: object) -> None:
         root = get_dispatcher()
         root.event_handlers = [h for h in root.event_handlers if h is not self]
+
+
+def keep_cost_handlers(old: CallbackManager | None, new: Any) -> Any:
+    """The callback manager to give a model that had ``old`` and is being given ``new``:
+    ``new`` itself, or, when ``old`` held cost handlers ``new`` lacks, a manager with
+    ``new``'s handlers and those (``new`` is often ``Settings.callback_manager``, shared by
+    every model: it is not changed)."""
+    if old is None or not isinstance(new, CallbackManager) or old is new:
+        return new
+    missing = [
+        h for h in old.handlers if isinstance(h, HolySheepCostHandler) and h not in new.handlers
+    ]
+    if not missing:
+        return new
+    return CallbackManager([*new.handlers, *missing])

@@ -7,6 +7,7 @@ output limit, and hands LlamaIndex the server's token counts and the call's cost
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import AsyncGenerator, Generator, Sequence
@@ -43,18 +44,16 @@ from llama_index.core.llms.llm import Model as M
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import PydanticProgramMode
 
-from holysheep_core import (
-    AsyncChatStream,
-    AsyncHolySheepClient,
-    ChatStream,
-    HolySheepClient,
-    ModelProfile,
-)
+from holysheep_core import AsyncHolySheepClient, HolySheepClient, ModelProfile
 from holysheep_core.policy.fallback import check_models
+from holysheep_core.strict_schema import drop_added_nulls, strict_json_schema
 
 from .clients import ClientSettings
+from .handlers import keep_cost_handlers
 from .messages import to_wire_messages, tool_selections
+from .openai_arguments import from_openai_arguments
 from .responses import StreamAssembler, chat_response
+from .usage import LLM_CLASS_NAME
 
 if TYPE_CHECKING:
     from llama_index.core.prompts import BasePromptTemplate
@@ -66,7 +65,8 @@ dispatcher = get_dispatcher(__name__)
 
 DEFAULT_MODEL = "deepseek-v3.2"
 DEFAULT_CONTEXT_WINDOW = 128_000
-"""Context window assumed for a model the price table has no profile for (with a warning)."""
+"""Context window assumed for a model the price table has no profile for (with a warning):
+the smallest window of the known chat models, so a prompt sized for it fits any of them."""
 DEFAULT_NUM_OUTPUT = 4_096
 """Output tokens reserved for a model with no profile, when ``max_tokens`` is not set."""
 
@@ -76,8 +76,14 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
 
     Args:
         model: a HolySheep model name (``deepseek-v3.2``, ``gpt-4.1``, ``claude-sonnet-4.5``,
-            ``gemini-2.5-flash``, ...). An unknown name is not an error: it gets
-            ``DEFAULT_CONTEXT_WINDOW`` and a warning unless ``context_window`` is given.
+            ``gemini-2.5-flash``, ...), in any case (``DeepSeek-V3.2`` is sent as
+            ``deepseek-v3.2``); a dated snapshot (``gpt-4.1-2025-04-14``) gets its model's
+            window, limits and price. Any other name is not an error (the server decides
+            whether it serves it): unless ``context_window`` is given, it gets
+            ``DEFAULT_CONTEXT_WINDOW`` (128K, the smallest window of the known chat models,
+            so a prompt sized for it fits) and a warning naming the closest known model;
+            its cost stays unknown (None, never $0) until priced through
+            ``client_settings={"prices": PriceTable().with_prices(...)}``.
         api_key: the API key; else ``HOLYSHEEP_API_KEY``. Kept secret: it never appears in
             ``to_dict()``, ``to_json()``, ``repr`` or callback payloads.
         api_base: the API's base URL; else ``HOLYSHEEP_BASE_URL``, else the public endpoint.
@@ -87,7 +93,11 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         context_window: overrides the model's window, e.g. for a model the table lacks.
         additional_kwargs: other request parameters sent with every call (``top_p``,
             ``seed``, ``reasoning_effort``, ...).
-        strict: mark tool schemas ``strict`` (the model must match them exactly).
+        strict: mark tool schemas and ``json_schema`` response formats ``strict`` (the
+            model must match them exactly); they go out in the form OpenAI's strict mode
+            accepts (objects closed with ``additionalProperties: false``, every property
+            required; for structured output the optional ones nullable, and a null
+            answered for one is dropped so the field gets its default).
         structured_output: how ``structured_predict`` asks for JSON: ``"function_calling"``
             (a forced tool call) or ``"json_schema"`` (``response_format``).
         fallback_models: models to try in order when ``model`` fails (open circuit, retries
@@ -101,6 +111,15 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
             ``BudgetExceededError`` before anything is sent), ``prices``, ``retry``, hooks
             (``on_usage``, ``on_retry``, ``on_fallback``, ``on_breaker_change``), ... Objects
             with equal settings share one client, and so one breaker, limiter and cap.
+        default_headers: headers sent with every request.
+        is_function_calling_model: overrides what the profile says (``False`` for a model
+            you know takes no tools).
+        OpenAILike's arguments: ``is_chat_model=True``, ``reuse_client`` (clients are
+            always shared), ``should_use_structured_outputs=True`` (``structured_output=
+            "json_schema"``), ``logprobs``, ``top_logprobs`` and ``reasoning_effort`` (sent
+            via ``additional_kwargs``) are taken; ``api_version``, ``http_client``,
+            ``tokenizer``, ``openai_client``, ... raise ``ConfigurationError`` saying what to
+            use, as does any unknown argument (LlamaIndex would ignore it silently).
         client, async_client: core clients to use instead of the process's shared ones
             (their settings then replace ``api_key``, ``api_base``, ``timeout`` and
             ``max_retries``; ``client_settings`` must then be left out).
@@ -138,6 +157,9 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
     fallback_models: list[str] | None = Field(
         default=None, description="Models to try in order when the model fails."
     )
+    is_function_calling_model: bool | None = Field(
+        default=None, description="Overrides the profile's say (False: no tool calls)."
+    )
 
     @field_validator("fallback_models")
     @classmethod
@@ -152,20 +174,37 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         async_client: AsyncHolySheepClient | None = None,
         **kwargs: Any,
     ) -> None:
+        own = set(type(self).model_fields)
+        kwargs = from_openai_arguments(kwargs, own, owner=type(self).__name__)
         super().__init__(model=model, **kwargs)
         self._connect(client, async_client)
+        prices = self._clients.config.prices
+        self.model = prices.canonical(self.model)  # "DeepSeek-V3.2" -> "deepseek-v3.2"
         if self.context_window is None and self._profile() is None:
+            hint = prices.closest(self.model)
+            guess = f" (did you mean {hint!r}?)" if hint else ""
             warnings.warn(
-                f"HolySheep knows no context window for model {self.model!r}: assuming "
-                f"{DEFAULT_CONTEXT_WINDOW:,} tokens and {DEFAULT_NUM_OUTPUT:,} output tokens. "
-                "Pass context_window= (and max_tokens=) to set them.",
+                f"HolySheep knows no context window for model {self.model!r}{guess}: "
+                f"assuming {DEFAULT_CONTEXT_WINDOW:,} tokens, the smallest of the known chat "
+                f"models, and {DEFAULT_NUM_OUTPUT:,} output tokens; its cost is unknown "
+                "until you price it. Pass context_window= (and max_tokens=), and "
+                'client_settings={"prices": ...} to set them.',
                 UserWarning,
                 stacklevel=2,
             )
 
     @classmethod
     def class_name(cls) -> str:
-        return "holysheep_llm"
+        return LLM_CLASS_NAME
+
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The settings as data, ``client_settings`` included (``from_dict`` reads them)."""
+        return self._with_settings(super().to_dict(**kwargs))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "callback_manager":  # resolve_llm and Settings replace it
+            value = keep_cost_handlers(self.__dict__.get("callback_manager"), value)
+        super().__setattr__(name, value)
 
     def _profile(self) -> ModelProfile | None:
         return self._clients.config.prices.profile(self.model)
@@ -182,7 +221,11 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
             # Prompt helpers reserve num_output inside the window: leave the prompt room.
             num_output=min(output, window // 2),
             is_chat_model=True,
-            is_function_calling_model=profile.supports_tools if profile else True,
+            is_function_calling_model=(
+                self.is_function_calling_model
+                if self.is_function_calling_model is not None
+                else (profile.supports_tools if profile else True)
+            ),
             model_name=self.model,
             system_role=MessageRole.SYSTEM,
         )
@@ -249,12 +292,10 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         return chat_response(completion)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        # Messages are checked now; the request goes out on the first iteration, so a
+        # generator nobody iterates holds no connection (and costs nothing).
         wire = to_wire_messages(messages)
-        # The request goes out now, so a failure before the first byte raises here.
-        stream = self._clients.sync().stream_chat_completion(
-            model=self.model, messages=wire, **self._params(kwargs)
-        )
-        return _responses(stream)
+        return _responses(self._clients.sync(), self.model, wire, self._params(kwargs))
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         wire = to_wire_messages(messages)
@@ -267,10 +308,7 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         wire = to_wire_messages(messages)
-        stream = await self._clients.asynchronous().stream_chat_completion(
-            model=self.model, messages=wire, **self._params(kwargs)
-        )
-        return _aresponses(stream)
+        return _aresponses(self._clients.asynchronous(), self.model, wire, self._params(kwargs))
 
     # --- tools --------------------------------------------------------------------------
 
@@ -292,7 +330,13 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         for tool in tools:
             spec = tool.metadata.to_openai_tool(skip_length_check=True)
             if strict:
-                spec["function"]["strict"] = True
+                # Strict mode refuses open objects and optional properties: every argument
+                # is required, with its own type (the tool takes it as it is).
+                function = spec["function"]
+                function["parameters"] = strict_json_schema(
+                    function["parameters"], nullable_optionals=False
+                )
+                function["strict"] = True
             specs.append(spec)
         messages = list(chat_history or [])  # never append to the caller's history
         if isinstance(user_msg, str):
@@ -350,11 +394,15 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         prompt_args: dict[str, Any],
     ) -> tuple[list[ChatMessage], dict[str, Any]]:
         kwargs = {k: v for k, v in (llm_kwargs or {}).items() if k != "tool_choice"}
+        schema = output_cls.model_json_schema()
+        if self.strict:
+            # Optional fields nullable; _schema_end drops those nulls again.
+            schema = strict_json_schema(schema, nullable_optionals=True)
         kwargs["response_format"] = {
             "type": "json_schema",
             "json_schema": {
                 "name": re.sub(r"[^a-zA-Z0-9_-]", "_", output_cls.__name__)[:64],
-                "schema": output_cls.model_json_schema(),
+                "schema": schema,
                 "strict": self.strict,
             },
         }
@@ -374,9 +422,15 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         )
         return self._schema_call(output_cls, prompt, llm_kwargs, prompt_args)
 
-    @staticmethod
-    def _schema_end(output_cls: type[M], response: ChatResponse) -> M:
-        result = output_cls.model_validate_json(response.message.content or "")
+    def _schema_end(self, output_cls: type[M], response: ChatResponse) -> M:
+        text = response.message.content or ""
+        if self.strict:
+            answer = json.loads(text)
+            result = output_cls.model_validate(
+                drop_added_nulls(answer, output_cls.model_json_schema())
+            )
+        else:
+            result = output_cls.model_validate_json(text)
         dispatcher.event(LLMStructuredPredictEndEvent(output=result))
         return result
 
@@ -461,7 +515,10 @@ def _tool_choice(choice: str | dict[str, Any] | None, required: bool) -> str | d
     return choice
 
 
-def _responses(stream: ChatStream) -> ChatResponseGen:
+def _responses(
+    client: HolySheepClient, model: str, wire: list[dict[str, Any]], params: dict[str, Any]
+) -> ChatResponseGen:
+    stream = client.stream_chat_completion(model=model, messages=wire, **params)
     # Leaving early closes the stream (and its connection) through the with-block.
     with stream:
         assembler = StreamAssembler()
@@ -470,7 +527,10 @@ def _responses(stream: ChatStream) -> ChatResponseGen:
         yield assembler.finish()
 
 
-async def _aresponses(stream: AsyncChatStream) -> ChatResponseAsyncGen:
+async def _aresponses(
+    client: AsyncHolySheepClient, model: str, wire: list[dict[str, Any]], params: dict[str, Any]
+) -> ChatResponseAsyncGen:
+    stream = await client.stream_chat_completion(model=model, messages=wire, **params)
     async with stream:
         assembler = StreamAssembler()
         async for chunk in stream:

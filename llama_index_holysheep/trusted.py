@@ -2,11 +2,18 @@
 
 A stream hands out one ``ChatResponse`` per chunk, each with a new ``ChatMessage`` that holds
 the whole message so far, and validating those objects cost more than the rest of the
-adapter's work per chunk (benchmarks/). Their values come from the core's validated wire
-models, so the builders here skip validation (``model_construct`` would not help: it is
-slower than validating these small models) and set exactly what validation sets: every
-field in declaration order, the fields given as ``model_fields_set``, no extra or private
-values. The tests compare each builder's object with its validated twin.
+adapter's work per chunk. Measured on the benchmark's stream (role, 9 tokens, finish,
+usage: 11 responses), assembling it takes about 120-190 µs with these builders and about
+450-470 µs with ordinary construction (``cls(**fields)``), where the README's benchmark puts
+a whole ``astream_chat`` call at about 350 µs (~2,900 streams/s). The benchmark's
+``llama-holysheep`` stream target on a busy machine: 1,530-1,676 µs of client CPU per call
+with the builders, 1,762 µs with ordinary construction (239/191 vs 190 req/s).
+
+Their values come from the core's validated wire models, so the builders here skip
+validation (``model_construct`` would not help: it is slower than validating these small
+models) and set exactly what validation sets: every field in declaration order, the fields
+given as ``model_fields_set``, no extra or private values. The tests compare each
+builder's object with its validated twin.
 
 Should a LlamaIndex release change one of these classes (a field, a validator), its objects
 are validated again, found out on the first one built.

@@ -30,6 +30,7 @@ from holysheep_core import EmbeddingResponse, TokenUsage, Usage
 
 __all__ = [
     "COST_KEY",
+    "LLM_CLASS_NAME",
     "HolySheepEmbeddingUsageEvent",
     "embedding_usage",
     "served_model",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 COST_KEY = "cost_usd"
+LLM_CLASS_NAME = "holysheep_llm"
+"""``HolySheep.class_name()``: how callback payloads name our LLM."""
 
 
 def usage_fields(usage: Usage | None, cost: Decimal | None) -> dict[str, Any]:

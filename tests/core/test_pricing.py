@@ -52,8 +52,81 @@ def test_default_profiles_carry_the_public_context_windows(model: str, window: i
     assert 0 < profile.max_output_tokens <= window
 
 
-def test_the_table_lists_exactly_the_guide_models() -> None:
-    assert PriceTable().models == sorted(GUIDE_PRICES)
+# The adapters' default embedding models: public list prices (USD per million input tokens).
+EMBEDDING_LIST_PRICES = {
+    "text-embedding-3-small": "0.02",
+    "text-embedding-3-large": "0.13",
+    "text-embedding-ada-002": "0.10",
+}
+
+
+def test_the_table_lists_the_guide_models_and_the_default_embedding_models() -> None:
+    assert PriceTable().models == sorted({**GUIDE_PRICES, **EMBEDDING_LIST_PRICES})
+
+
+@pytest.mark.parametrize(("model", "rate"), EMBEDDING_LIST_PRICES.items())
+def test_embedding_models_are_priced_at_their_list_price(model: str, rate: str) -> None:
+    table = PriceTable()
+    assert table.cost(model, usage(MILLION, 0)) == Decimal(rate)
+    assert table.profile(model) is None  # not a chat model
+
+
+def test_embedding_prices_can_be_overridden() -> None:
+    table = PriceTable().with_prices({"text-embedding-3-small": {"input": "0.05"}})
+    assert table.cost("text-embedding-3-small", usage(MILLION, 0)) == Decimal("0.05")
+
+
+@pytest.mark.parametrize("name", ["DeepSeek-V3.2", "GPT-4.1", "Claude-Sonnet-4.5"])
+def test_names_match_whatever_their_case(name: str) -> None:
+    table = PriceTable()
+    known = name.lower()
+    assert table.price(name) == table.price(known)
+    assert table.profile(name) == table.profile(known)
+    assert table.canonical(name) == known
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("gpt-4.1-2025-04-14", "gpt-4.1"),
+        ("claude-sonnet-4.5-20250929", "claude-sonnet-4.5"),
+        ("deepseek-v3.2-0324", "deepseek-v3.2"),
+        ("Gemini-2.5-Flash-latest", "gemini-2.5-flash"),
+    ],
+)
+def test_a_dated_snapshot_is_priced_like_its_model(name: str, family: str) -> None:
+    table = PriceTable()
+    assert table.price(name) == table.price(family)
+    assert table.profile(name) == table.profile(family)
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [("gpt-4.1-mini", None), ("gemini-2.5-flash-lite", "gemini-2.5-flash"), ("gpt4.1", "gpt-4.1")],
+)
+def test_another_model_of_a_family_is_unknown_not_priced_like_it(
+    name: str, closest: str | None
+) -> None:
+    table = PriceTable()
+    assert table.price(name) is None and table.profile(name) is None
+    assert table.cost(name, usage(10, 10)) is None
+    assert table.canonical(name) == name
+    assert table.closest(name) == closest
+
+
+def test_profiles_state_which_response_formats_each_model_honours() -> None:
+    # What each upstream documents for its OpenAI-compatible endpoint.
+    table = PriceTable()
+    formats = {
+        model: (table.profile(model).supports_json_schema, table.profile(model).supports_json_mode)
+        for model in GUIDE_PRICES
+    }
+    assert formats == {
+        "deepseek-v3.2": (False, True),
+        "gpt-4.1": (True, True),
+        "claude-sonnet-4.5": (False, False),
+        "gemini-2.5-flash": (True, True),
+    }
 
 
 @pytest.mark.parametrize(("model", "rate"), GUIDE_PRICES.items())

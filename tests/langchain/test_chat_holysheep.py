@@ -13,6 +13,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_helpers import chat_bodies, emulated_usage
 
 from holysheep_core import HolySheepClient, PriceTable
+from holysheep_core.pricing import DEFAULT_PROFILES
 from langchain_holysheep import ChatHolySheep
 from langchain_holysheep.messages import usage_metadata
 
@@ -218,7 +219,7 @@ def test_ls_params(make_chat: Make) -> None:
     assert model._get_ls_params(model="gpt-4.1")["ls_model_name"] == "gpt-4.1"
 
 
-@pytest.mark.parametrize("model", PriceTable().models)
+@pytest.mark.parametrize("model", DEFAULT_PROFILES)
 def test_profile_for_every_served_model(make_chat: Make, model: str) -> None:
     core = PriceTable().profile(model)
     assert core is not None
@@ -250,7 +251,7 @@ def test_alias_names(api_key: str, base_url: str) -> None:
 
 
 def test_misspelt_argument_is_refused(api_key: str) -> None:
-    with pytest.raises(ValueError, match="temprature"):
+    with pytest.raises(ValueError, match="temprature=: did you mean temperature="):
         ChatHolySheep(api_key=api_key, temprature=0)
 
 

@@ -43,7 +43,7 @@ def _as_dict(result: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("kind", SCHEMAS)
 def test_json_schema(emulator: Any, chat: ChatHolySheep, kind: str) -> None:
-    result = chat.with_structured_output(SCHEMAS[kind]).invoke(PROMPT)
+    result = chat.with_structured_output(SCHEMAS[kind], method="json_schema").invoke(PROMPT)
     assert isinstance(result, Flock) if kind == "pydantic" else isinstance(result, dict)
     assert _as_dict(result) == EXPECTED
     (body,) = chat_bodies(emulator)
@@ -78,7 +78,7 @@ def test_json_mode(emulator: Any, chat: ChatHolySheep) -> None:
 
 
 def test_strict_reaches_the_wire(emulator: Any, chat: ChatHolySheep) -> None:
-    chat.with_structured_output(Flock, strict=True).invoke(PROMPT)
+    chat.with_structured_output(Flock, method="json_schema", strict=True).invoke(PROMPT)
     chat.with_structured_output(Flock, method="function_calling", strict=True).invoke(PROMPT)
     by_schema, by_tool = chat_bodies(emulator)
     assert by_schema["response_format"]["json_schema"]["strict"] is True

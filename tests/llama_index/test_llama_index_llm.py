@@ -23,6 +23,7 @@ from holysheep_core import (
     StreamError,
 )
 from holysheep_core.emulator import MODELS, Fault
+from holysheep_core.pricing import DEFAULT_PROFILES
 from llama_index_holysheep import (
     DEFAULT_CONTEXT_WINDOW,
     DEFAULT_NUM_OUTPUT,
@@ -46,7 +47,7 @@ def test_metadata_matches_what_the_api_serves(served: Any, api_key: str) -> None
 
 def test_metadata_follows_the_price_tables_profiles(api_key: str) -> None:
     table = PriceTable()
-    for model in table.models:
+    for model in DEFAULT_PROFILES:
         profile = table.profile(model)
         meta = HolySheep(model=model, api_key=api_key).metadata
         assert (meta.context_window, meta.num_output) == (

@@ -114,11 +114,10 @@ def assert_costs(
     assert costs.by_model[llm.model].total_tokens == llm_tokens
     assert costs.by_model[embed_model.model_name] == embedded
     assert costs.total_tokens == llm_tokens + embedded.total_tokens
-    # The embedding model has no price in the default table: the total leaves it out, and
-    # says so.
-    assert embedded.cost_usd is None
-    assert costs.unpriced_requests == embedded.requests
-    assert costs.usage.cost_usd == costs.by_model[llm.model].cost_usd is not None
+    # The default embedding model is priced (its public list price): the total holds it.
+    assert embedded.cost_usd is not None and embedded.cost_usd > 0
+    assert costs.unpriced_requests == 0
+    assert costs.usage.cost_usd == costs.by_model[llm.model].cost_usd + embedded.cost_usd
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])

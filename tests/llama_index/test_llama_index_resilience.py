@@ -99,14 +99,17 @@ def test_bad_client_settings_fail_at_construction(
     assert emulator.requests == []
 
 
-def test_client_settings_are_not_serialised(make_llm: Any) -> None:
+def test_client_settings_are_serialised_as_data_hooks_left_out(make_llm: Any) -> None:
     hooks: list[Any] = []
+    budget = Budget(1)
     llm = make_llm(
         fallback_models=[BACKUP],
-        client_settings={"budget_usd": Budget(1), "on_usage": (hooks.append,)},
+        client_settings={"budget_usd": budget, "on_usage": (hooks.append,)},
     )
     dumped = json.loads(llm.to_json())
-    assert "client_settings" not in dumped
+    written = dumped["client_settings"]
+    assert written["settings"] == {"budget_usd": {"$budget": {"cap_usd": "1", "name": budget.name}}}
+    assert written["dropped"] == {"on_usage": "a function"}
     assert dumped["fallback_models"] == [BACKUP]
     llm.complete("hooked")
     assert len(hooks) == 1

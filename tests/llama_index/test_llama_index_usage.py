@@ -255,10 +255,12 @@ async def test_both_handlers_count_every_embeddings_request(
 
 def test_an_unpriced_embedding_model_costs_unknown(make_embedding: Any, emulator: Any) -> None:
     handler = HolySheepCostHandler()
-    model = make_embedding(callback_manager=CallbackManager([handler]))
+    model = make_embedding(
+        model_name="house-embedding-1", callback_manager=CallbackManager([handler])
+    )
     model.get_text_embedding("no price for this model")
     expected = embedding_usage_by_rule(emulator)
-    assert handler.by_model == {EMBEDDING_MODEL: expected}
+    assert handler.by_model == {"house-embedding-1": expected}
     assert (handler.total_cost_usd, handler.unpriced_requests) == (None, 1)
     assert handler.prompt_tokens == expected.input_tokens > 0
 
