@@ -14,7 +14,9 @@ of the contract, and what a new call path must call to stay traced.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -25,6 +27,7 @@ __all__ = [
     "CallStart",
     "CallWatch",
     "RateLimitWait",
+    "framework_run",
     "install",
     "observer",
     "watch_call",
@@ -45,6 +48,8 @@ class CallStart:
     """The wire body of the first attempt; it never holds the key, which travels in a header."""
     secret: str = field(repr=False)
     """The key, only so what is emitted can be scrubbed of it; never emitted itself."""
+    framework_run: Any = None
+    """The framework run the call belongs to (see :func:`framework_run`), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,24 @@ def install(new: CallObserver | None) -> None:
     observer = new
 
 
+_framework_run: ContextVar[Any] = ContextVar("holysheep_framework_run", default=None)
+
+
+@contextmanager
+def framework_run(run: Any) -> Iterator[None]:
+    """Adapters name the framework run a call starts under (LangChain's run manager), so an
+    instrumentation can put the call's span under that run's span when the framework's
+    tracer does not make its span current. Free when nothing observes calls."""
+    if observer is None or run is None:
+        yield
+        return
+    token = _framework_run.set(run)
+    try:
+        yield
+    finally:
+        _framework_run.reset(token)
+
+
 def watch_call(
     operation: str,
     model: str,
@@ -121,5 +144,6 @@ def watch_call(
             stream,
             body,
             config.api_key.get_secret_value(),
+            _framework_run.get(),
         )
     )

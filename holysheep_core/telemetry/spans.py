@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,7 +105,10 @@ class SpanWatch:
         if call.stream:
             attrs[a.STREAM] = True
         self._span: Span = observer.tracer.start_span(
-            f"{call.operation} {call.model}", kind=SpanKind.CLIENT, attributes=attrs
+            f"{call.operation} {call.model}",
+            _parent_context(call.framework_run),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
         )
         if observer.capture_content and call.operation == "chat":
             self._capture_input()
@@ -230,6 +234,8 @@ class SpanWatch:
         secret = self._call.secret
         message = _scrub(str(error), secret)
         attrs: dict[str, Any] = {a.ERROR_TYPE: kind}
+        if self._ttfc is not None:  # a stream that broke after its first chunk
+            attrs[a.TIME_TO_FIRST_CHUNK] = self._ttfc
         status = getattr(error, "status_code", None)
         if isinstance(status, int):
             attrs[a.HTTP_STATUS] = status
@@ -301,6 +307,20 @@ class SpanWatch:
         else:
             return
         self._span.set_attribute(a.OUTPUT_MESSAGES, dumps(out, self._call.secret))
+
+
+def _parent_context(run: Any) -> Any:
+    """The context to start a call's span in: the current one, unless the call runs under a
+    LangChain run whose span OpenInference's tracer keeps without making it current (a
+    choice it makes on purpose: callbacks cannot promise to detach). None = the current."""
+    if run is None:
+        return None
+    langchain = sys.modules.get("openinference.instrumentation.langchain")
+    run_id = getattr(run, "run_id", None)
+    if langchain is None or run_id is None:
+        return None
+    span = langchain.LangChainInstrumentor().get_span(run_id)
+    return None if span is None else trace.set_span_in_context(span)
 
 
 def _error_type(error: BaseException) -> str:
