@@ -8,6 +8,7 @@ a fallback served, cache hits, and the policy events of a call.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,7 +81,10 @@ TOKEN_BUCKETS = (
 )  # fmt: skip
 
 
+@lru_cache(maxsize=64)
 def server_attributes(base_url: str) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of a base URL (worked out once per URL: the
+    caller copies the dict)."""
     parts = urlsplit(base_url)
     out: dict[str, Any] = {}
     if parts.hostname:

@@ -65,8 +65,34 @@ class SpanObserver:
         self.instruments = instruments
         self.capture_content = capture_content
 
-    def start(self, call: CallStart) -> SpanWatch:
-        return SpanWatch(self, call)
+    def start(self, call: CallStart) -> SpanWatch | _Unwatched:
+        try:
+            return SpanWatch(self, call)
+        except Exception:
+            logger.exception("holysheep telemetry failed; the call is unaffected")
+            return _UNWATCHED
+
+
+class _Unwatched:
+    """The watch of a call whose span could not be started: hears everything, does nothing."""
+
+    def event(self, record: object) -> None:
+        pass
+
+    def chunks(self, chunks: Sequence[Any]) -> None:
+        pass
+
+    def finished(self, end: CallEnd) -> None:
+        pass
+
+    def failed(self, error: BaseException) -> None:
+        pass
+
+    def abandoned(self) -> None:
+        pass
+
+
+_UNWATCHED = _Unwatched()
 
 
 class SpanWatch:

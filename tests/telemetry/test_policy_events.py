@@ -3,6 +3,7 @@ event, with its reason, per retry, fallback, breaker change, rate-limit wait or 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -167,3 +168,19 @@ def test_the_key_is_in_no_span_or_metric(otel_with_content: Any, make_client: An
     metrics = otel_with_content.reader.get_metrics_data().to_json()
     assert KEY not in metrics
     assert json.loads(metrics)  # and it is all there
+
+
+async def test_a_cancelled_call_ends_its_span_as_cancelled(
+    otel: Any, make_async_client: Any, emulator: Any
+):
+    client = make_async_client()
+    emulator.inject(Fault.slow_first_byte(1.0))  # cancelled long before it answers
+    task = asyncio.create_task(client.chat_completion(model=BACKUP, messages=HI))
+    while not emulator.requests:  # the request is on the wire
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    span = otel.span()
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.status.status_code is StatusCode.ERROR
