@@ -136,7 +136,7 @@ class SpanWatch:
             kind=SpanKind.CLIENT,
             attributes=attrs,
         )
-        if observer.capture_content and call.operation == "chat":
+        if observer.capture_content and call.operation == "chat" and self._span.is_recording():
             self._capture_input()
             if call.stream:
                 self._streamed = StreamedMessages()
@@ -145,7 +145,7 @@ class SpanWatch:
 
     @_never_raises
     def event(self, record: object) -> None:
-        if self._ended:
+        if self._ended or not self._span.is_recording():
             return
         span, secret = self._span, self._call.secret
         if isinstance(record, RetryScheduled):
@@ -216,18 +216,26 @@ class SpanWatch:
         if response is not None:
             self._response_id = getattr(response, "id", None) or end.request_id
             self._response_model = response.model or None
-            for choice in getattr(response, "choices", ()):
-                if choice.finish_reason is not None:
-                    self._finish_reasons[choice.index] = choice.finish_reason
+        response_model = self._response_model or end.served_model
+        if span.is_recording():  # a span sampled out is not worth the attributes
+            span.set_attributes(self._end_attributes(end, response_model))
+            if self._obs.capture_content:
+                self._capture_output(response)
+        span.end()
+        self._record_metrics(response_model, end, None)
+
+    def _end_attributes(self, end: CallEnd, response_model: str) -> dict[str, Any]:
+        for choice in getattr(end.response, "choices", ()):
+            if choice.finish_reason is not None:
+                self._finish_reasons[choice.index] = choice.finish_reason
         attrs: dict[str, Any] = {
             a.SERVED_MODEL: end.served_model,
             a.ATTEMPTS: end.attempts,
             a.CACHE_HIT: end.cache_hit,
+            a.RESPONSE_MODEL: response_model,
         }
         if self._response_id:
             attrs[a.RESPONSE_ID] = self._response_id
-        response_model = self._response_model or end.served_model
-        attrs[a.RESPONSE_MODEL] = response_model
         if self._finish_reasons:
             attrs[a.FINISH_REASONS] = tuple(
                 self._finish_reasons[i] for i in sorted(self._finish_reasons)
@@ -244,11 +252,7 @@ class SpanWatch:
             attrs[a.COST_USD] = float(end.cost_usd)
         if self._ttfc is not None:
             attrs[a.TIME_TO_FIRST_CHUNK] = self._ttfc
-        if self._obs.capture_content:
-            self._capture_output(response)
-        span.set_attributes(attrs)
-        span.end()
-        self._record_metrics(response_model, end, None)
+        return attrs
 
     @_never_raises
     def failed(self, error: BaseException) -> None:

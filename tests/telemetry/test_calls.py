@@ -191,3 +191,37 @@ def test_the_environment_variable_turns_content_capture_on(
     with instrumented() as otel:
         make_client().chat_completion(model=MODEL, messages=HI)
         assert "gen_ai.input.messages" in otel.span().attributes
+
+
+def test_a_sampled_out_call_exports_no_span_but_still_counts_in_the_metrics(
+    make_client: Any,
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from holysheep_core.telemetry import HolySheepInstrumentor
+
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = HolySheepInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    try:
+        completion = make_client().chat_completion(model=MODEL, messages=HI)
+    finally:
+        instrumentor.uninstrument()
+    assert exporter.get_finished_spans() == ()
+    names = {
+        m.name: m
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    (cost,) = names["holysheep.client.cost"].data.data_points
+    assert cost.value == pytest.approx(float(completion.cost_usd))
