@@ -12,6 +12,7 @@ from opentelemetry.trace import StatusCode
 from otel_helpers import KEY
 
 from holysheep_core import (
+    APIResponseValidationError,
     BadRequestError,
     BreakerPolicy,
     BudgetExceededError,
@@ -183,4 +184,14 @@ async def test_a_cancelled_call_ends_its_span_as_cancelled(
         await task
     span = otel.span()
     assert span.attributes["error.type"] == "cancelled"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_an_answer_that_does_not_parse_fails_the_span(otel: Any, make_client: Any, emulator: Any):
+    client = make_client()
+    emulator.inject(Fault.wrong_content_type())
+    with pytest.raises(APIResponseValidationError):
+        client.chat_completion(model=BACKUP, messages=HI)
+    span = otel.span()
+    assert span.attributes["error.type"] == "APIResponseValidationError"
     assert span.status.status_code is StatusCode.ERROR
