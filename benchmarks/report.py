@@ -71,6 +71,7 @@ GOALS = [
     ("ChatHolySheep.{lc}: >= 4x ChatOpenAI", "chat-holysheep", "chat-openai", 4, "rps"),
     ("HolySheep.{li}: >= 8x OpenAILike", "llama-holysheep", "openai-like", 8, "rps"),
     ("resilience on/off {mode}: costs <= 10% req/s", "core-resilient", "core-bare", 0.9, "rps"),
+    ("OpenTelemetry on/off {mode}: costs <= 10% req/s", "core-otel", "core", 0.9, "rps"),
 ]
 CALLS = {
     "json": {"lc": "ainvoke", "li": "achat"},

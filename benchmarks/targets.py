@@ -95,6 +95,41 @@ async def open_core(url: str, mode: str, concurrency: int, **settings: Any):
     return _core_calls(client, mode), client.aclose
 
 
+async def open_core_otel(url: str, mode: str, concurrency: int):
+    """The core client with HolySheep's OpenTelemetry instrumentation on, as production would
+    run it: the SDK's batch span processor (its exporter drops the batches, so no collector
+    is measured) and a meter provider aggregating every metric."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from holysheep_core.telemetry import HolySheepInstrumentor
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    instrumentor = HolySheepInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    call, close = await open_core(url, mode, concurrency)
+
+    async def close_all() -> None:
+        await close()
+        instrumentor.uninstrument()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+    return call, close_all
+
+
 def _core_calls(client: Any, mode: str) -> AsyncCall:
     if mode == "json":
 
@@ -386,6 +421,7 @@ TARGETS: tuple[Target, ...] = (
     Target("openai-like", "OpenAILike", open_openai_like, family="llama-index"),
     Target("core-resilient", "core: breaker+limiter+ledger on", _resilient(True), ours=True),
     Target("core-bare", "core: breaker+limiter+ledger off", _resilient(False), ours=True),
+    Target("core-otel", "core: OpenTelemetry instrumented", open_core_otel, ours=True),
     Target("core-sync", "HolySheepClient (threads)", open_core_sync, sync=True, ours=True),
     Target("openai-sync", "openai OpenAI (threads)", open_openai_sync, sync=True, family="peer"),
 )

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from .accounting import Stats, TokenUsage
 from .config import ClientConfig
 from .errors import HolySheepError, InvalidRequestError
+from .observer import CallEnd, CallWatch, watch_call
 from .params import build_chat_body, build_embeddings_body, encode_json
 from .pipeline import Pipeline, Plan, Served, Wait
 from .policy.fallback import check_models, model_chain
@@ -90,13 +91,16 @@ class _ClientBase:
             return replace(send, body=encode_json({**body, "model": other}))
 
         max_out = body.get("max_completion_tokens") or body.get("max_tokens")
-        return Plan(send, models, resend, estimate_tokens(send.body), max_out, body.get("n") or 1)
+        watch = watch_call("chat", model, self.config, body, stream)
+        return Plan(
+            send, models, resend, estimate_tokens(send.body), max_out, body.get("n") or 1, watch
+        )
 
     def _embeddings_plans(
         self, model: str, input: str | list[str], params: Mapping[str, Any], batch_size: int
     ) -> list[Plan]:
         self._check_open()
-        build_embeddings_body(model, input, params)  # whole input checked before any batch
+        body = build_embeddings_body(model, input, params)  # whole input checked before any batch
         texts = [input] if isinstance(input, str) else input
         if batch_size < 1:
             raise InvalidRequestError("batch_size must be >= 1", param="batch_size")
@@ -108,7 +112,8 @@ class _ClientBase:
             )
             for i in range(0, len(texts), batch_size)
         ]
-        return [Plan(s, (model,), None, estimate_tokens(s.body), 0) for s in sends]
+        watch = watch_call("embeddings", model, self.config, body)
+        return [Plan(s, (model,), None, estimate_tokens(s.body), 0, watch=watch) for s in sends]
 
     def _health_flow(self, timeout: float) -> Generator[Send, Any, Health]:
         # One plain attempt: no retry, breaker or limiter between the caller and the answer.
@@ -133,7 +138,9 @@ class _ClientBase:
         # Booked to the model that answered: a fallback's usage and cost are its own.
         p = self._pipeline
         reply, attempts = served.reply, served.attempts
-        completion = p.parse(reply, ChatCompletion, attempts=attempts, guard=served.guard)
+        completion = p.parse(
+            reply, ChatCompletion, attempts=attempts, guard=served.guard, watch=served.watch
+        )
         completion._cost_usd = p.book(
             served.model,
             completion.model,
@@ -146,11 +153,28 @@ class _ClientBase:
         completion._attempts = attempts
         completion._request_id = reply.request_id
         completion._served_model = served.model
+        if served.watch is not None:
+            served.watch.finished(
+                CallEnd(
+                    served.model,
+                    completion.usage,
+                    completion._cost_usd,
+                    attempts,
+                    completion,
+                    reply.request_id,
+                )
+            )
         return completion
 
     def _chat_stream_book(self, served: Served, started: float) -> _StreamBook:
         return _StreamBook(
-            self._pipeline, served.reply, served.model, started, served.attempts, served.guard
+            self._pipeline,
+            served.reply,
+            served.model,
+            started,
+            served.attempts,
+            served.guard,
+            served.watch,
         )
 
     def _embedding_batch(self, served: Served, model: str) -> tuple[EmbeddingResponse, int]:
@@ -158,7 +182,11 @@ class _ClientBase:
         this one spent is still known."""
         p = self._pipeline
         part = p.parse(
-            served.reply, EmbeddingResponse, attempts=served.attempts, guard=served.guard
+            served.reply,
+            EmbeddingResponse,
+            attempts=served.attempts,
+            guard=served.guard,
+            watch=served.watch,
         )
         if served.guard is not None:
             usage = _embedding_usage(part)
@@ -174,7 +202,11 @@ class _ClientBase:
             self._pipeline.ledger.add_usage(model, TokenUsage.from_usage(usage, cost))
 
     def _embeddings_result(
-        self, results: list[tuple[EmbeddingResponse, int]], model: str, started: float
+        self,
+        results: list[tuple[EmbeddingResponse, int]],
+        model: str,
+        started: float,
+        watch: CallWatch | None = None,
     ) -> EmbeddingResponse:
         p = self._pipeline
         parts = [part for part, _ in results]
@@ -189,6 +221,11 @@ class _ClientBase:
             request_id=parts[-1].request_id,
         )
         merged._attempts = attempts
+        if watch is not None:
+            usage = _embedding_usage(merged)
+            watch.finished(
+                CallEnd(model, usage, merged._cost_usd, attempts, merged, parts[-1].request_id)
+            )
         return merged
 
 
@@ -308,7 +345,7 @@ class HolySheepClient(_ClientBase):
         except HolySheepError:
             self._embeddings_failed(done, model)
             raise
-        return self._embeddings_result(done, model, started)
+        return self._embeddings_result(done, model, started, plans[0].watch)
 
     def models(self) -> list[Model]:
         self._check_open()
@@ -422,7 +459,7 @@ class AsyncHolySheepClient(_ClientBase):
             ]
             self._embeddings_failed(done, model)
             raise eg.exceptions[0] from None
-        return self._embeddings_result([t.result() for t in tasks], model, started)
+        return self._embeddings_result([t.result() for t in tasks], model, started, plans[0].watch)
 
     async def models(self) -> list[Model]:
         self._check_open()

@@ -36,6 +36,7 @@ from .hooks import (
     logger,
     run_hooks,
 )
+from .observer import CallWatch, RateLimitWait
 from .policy.fallback import falls_back
 from .policy.guard import CallGuard, Guard
 from .policy.retry import GiveUp, decide
@@ -71,6 +72,8 @@ class Plan:
     """``max_tokens`` when the call set it."""
     choices: int = 1
     """``n``: each choice may take ``max_output_tokens``."""
+    watch: CallWatch | None = None
+    """The call's telemetry (:mod:`holysheep_core.observer`); None when not instrumented."""
 
 
 @dataclass(slots=True)
@@ -82,6 +85,7 @@ class Served:
     model: str
     guard: CallGuard | None = None
     """What the policies hold until the call's usage is known."""
+    watch: CallWatch | None = None
 
 
 CallFlow = Generator["Send | Wait", "Reply | HolySheepError | None", Served]
@@ -115,6 +119,7 @@ class Pipeline:
         made = 0
         failed: list[str] = []
         last = len(plan.models) - 1
+        watch = plan.watch
         for i, model in enumerate(plan.models):
             send = plan.send if i == 0 or plan.resend is None else plan.resend(model)
             guard = None
@@ -122,8 +127,10 @@ class Pipeline:
                 guard = self.policies.open(
                     model, plan.prompt_tokens, plan.max_output_tokens, plan.choices
                 )
+                if guard is not None:
+                    guard.watch = watch
                 reply, attempts = yield from self.attempts(
-                    send, model=model, guard=guard, start=start
+                    send, model=model, guard=guard, start=start, watch=watch
                 )
             except HolySheepError as exc:
                 if guard is not None:
@@ -133,24 +140,28 @@ class Pipeline:
                     exc.attempts = made
                     if failed:
                         exc.add_note(f"tried before {model}: " + "; ".join(failed))
+                    if watch is not None:
+                        watch.failed(exc)
                     raise
                 failed.append(f"{model} ({type(exc).__name__})")
-                run_hooks(
-                    self._on_fallback,
-                    FallbackUsed(
-                        model=model,
-                        next_model=plan.models[i + 1],
-                        error_type=type(exc).__name__,
-                        message=exc.message,
-                        status_code=exc.status_code,
-                    ),
+                moved = FallbackUsed(
+                    model=model,
+                    next_model=plan.models[i + 1],
+                    error_type=type(exc).__name__,
+                    message=exc.message,
+                    status_code=exc.status_code,
                 )
+                run_hooks(self._on_fallback, moved)
+                if watch is not None:
+                    watch.event(moved)
                 continue
-            except BaseException:
+            except BaseException as exc:
                 if guard is not None:
                     self.policies.release(guard)
+                if watch is not None:
+                    watch.failed(exc)
                 raise
-            return Served(reply, made + attempts, model, guard)
+            return Served(reply, made + attempts, model, guard, watch)
         raise AssertionError("a plan names at least one model")
 
     def attempts(
@@ -160,6 +171,7 @@ class Pipeline:
         model: str,
         guard: CallGuard | None = None,
         start: float | None = None,
+        watch: CallWatch | None = None,
     ) -> Flow:
         """Yield attempts and waits until a 2xx reply; raise the last error otherwise.
 
@@ -182,6 +194,8 @@ class Pipeline:
                     left = None if policy.deadline is None else policy.deadline - (clock() - start)
                     wait = self.policies.before_attempt(guard, left)
                     if wait > 0:
+                        if watch is not None:
+                            watch.event(RateLimitWait(model, wait))
                         yield from self._wait_turn(guard, wait)
                 except HolySheepError as shed:
                     shed.attempts = attempt - 1  # this attempt never went out
@@ -228,18 +242,18 @@ class Pipeline:
                 if attempt > 1 or decision.reason != "not retryable":
                     error.add_note(decision.reason)
                 raise error
-            run_hooks(
-                self._on_retry,
-                RetryScheduled(
-                    model=model,
-                    attempt=attempt,
-                    wait_for=decision.delay,
-                    error_type=type(error).__name__,
-                    message=error.message,
-                    status_code=error.status_code,
-                    request_id=error.request_id,
-                ),
+            retry = RetryScheduled(
+                model=model,
+                attempt=attempt,
+                wait_for=decision.delay,
+                error_type=type(error).__name__,
+                message=error.message,
+                status_code=error.status_code,
+                request_id=error.request_id,
             )
+            run_hooks(self._on_retry, retry)
+            if watch is not None:
+                watch.event(retry)
             previous = error
             yield Wait(decision.delay)
 
@@ -261,6 +275,7 @@ class Pipeline:
         *,
         attempts: int = 1,
         guard: CallGuard | None = None,
+        watch: CallWatch | None = None,
     ) -> M:
         try:
             return model_type.model_validate_json(reply.body)
@@ -274,6 +289,8 @@ class Pipeline:
         error.attempts = attempts
         self.settle(guard)  # answered, so maybe billed: the estimate stands as its cost
         self.fail(error)
+        if watch is not None:
+            watch.failed(error)
         raise error
 
     def cost(self, model: str, served: str | None, usage: Usage | None) -> Decimal | None:

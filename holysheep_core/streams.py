@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .errors import HolySheepError, StreamError
+from .observer import CallEnd, CallWatch
 from .pipeline import Pipeline
 from .policy.guard import CallGuard
 from .streaming import ChunkParser
@@ -31,6 +32,7 @@ class _StreamBook:
         "reply",
         "started",
         "ttft",
+        "watch",
     )
 
     def __init__(
@@ -41,8 +43,10 @@ class _StreamBook:
         started: float,
         attempts: int,
         guard: CallGuard | None = None,
+        watch: CallWatch | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.watch = watch
         self.guard = guard
         self.reply = reply
         self.model = model
@@ -56,6 +60,9 @@ class _StreamBook:
         chunks = self.parser.feed(data)
         if chunks and self.ttft is None:
             self.ttft = self.pipeline.clock() - self.started
+        watch = self.watch
+        if watch is not None and chunks:
+            watch.chunks(chunks)
         if self.parser.done and not self.closed:
             self.closed = True
             served = chunks[-1].model if chunks else None
@@ -71,6 +78,16 @@ class _StreamBook:
                 guard=self.guard,
             )
             ChunkParser.price_last(chunks, cost)
+            if watch is not None:
+                watch.finished(
+                    CallEnd(
+                        self.model,
+                        self.parser.usage,
+                        cost,
+                        self.attempts,
+                        request_id=self.reply.request_id,
+                    )
+                )
         return chunks
 
     def failed(self, exc: BaseException) -> StreamError:
@@ -83,6 +100,8 @@ class _StreamBook:
             self.closed = True
             self.pipeline.settle(self.guard)
             self.pipeline.ledger.record_failure(err, retries=self.attempts - 1)
+            if self.watch is not None:
+                self.watch.failed(err)
         return err
 
     def abandoned(self) -> None:
@@ -92,6 +111,8 @@ class _StreamBook:
             self.pipeline.ledger.record_abandoned(
                 self.model, None, retries=self.attempts - 1, ttft=self.ttft
             )
+            if self.watch is not None:
+                self.watch.abandoned()
 
     @property
     def request_id(self) -> str | None:

@@ -20,6 +20,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, field_validator
 
+from holysheep_core.observer import framework_run
 from holysheep_core.params import encode_json
 from holysheep_core.policy.fallback import check_models
 from holysheep_core.policy.ratelimit import estimate_tokens
@@ -342,7 +343,7 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         model, wire, params, _ = self._request(messages, stop, kwargs)
-        with langchain_errors():
+        with langchain_errors(), framework_run(run_manager):
             completion = self._sync_client().chat_completion(model=model, messages=wire, **params)
         return self._chat_result(completion)
 
@@ -354,7 +355,7 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         model, wire, params, _ = self._request(messages, stop, kwargs)
-        with langchain_errors():
+        with langchain_errors(), framework_run(run_manager):
             completion = await self._async_client().chat_completion(
                 model=model, messages=wire, **params
             )
@@ -369,9 +370,10 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         model, wire, params, report_usage = self._request(messages, stop, kwargs)
         with langchain_errors():
-            stream = self._sync_client().stream_chat_completion(
-                model=model, messages=wire, **params
-            )
+            with framework_run(run_manager):  # only while the call starts: this is a generator
+                stream = self._sync_client().stream_chat_completion(
+                    model=model, messages=wire, **params
+                )
             # Leaving early (a break, an exception downstream) closes the stream, which
             # releases its connection and records it as abandoned.
             with stream:
@@ -392,9 +394,10 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         model, wire, params, report_usage = self._request(messages, stop, kwargs)
         with langchain_errors():
-            stream = await self._async_client().stream_chat_completion(
-                model=model, messages=wire, **params
-            )
+            with framework_run(run_manager):
+                stream = await self._async_client().stream_chat_completion(
+                    model=model, messages=wire, **params
+                )
             async with stream:
                 async for chunk in stream:
                     generation = self._generation_chunk(chunk, stream.request_id, report_usage)

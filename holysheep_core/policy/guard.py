@@ -96,6 +96,8 @@ class CallGuard:
     unanswered: bool = False
     """An attempt went out and no answer came back (timeout, dropped, cancelled): the
     server may have done the work and billed it."""
+    watch: Any = None
+    """The call's telemetry (:mod:`holysheep_core.observer`), told of breaker changes."""
 
     @property
     def key(self) -> str:
@@ -393,14 +395,14 @@ class Guard:
 
     def _announce(self, call: CallGuard, change: Transition | None) -> None:
         if change is not None:
-            run_hooks(
-                self._on_change,
-                BreakerChanged(
-                    key=change.key,
-                    model=call.model,
-                    old=str(change.old),
-                    new=str(change.new),
-                    failures=change.failures,
-                    retry_after=change.retry_after,
-                ),
+            event = BreakerChanged(
+                key=change.key,
+                model=call.model,
+                old=str(change.old),
+                new=str(change.new),
+                failures=change.failures,
+                retry_after=change.retry_after,
             )
+            run_hooks(self._on_change, event)
+            if call.watch is not None:
+                call.watch.event(event)
