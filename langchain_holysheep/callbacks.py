@@ -99,7 +99,7 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
         for generations in response.generations:
             # One call's usage sits on its first generation (n > 1 shares it).
             message = getattr(generations[0], "message", None) if generations else None
-            if isinstance(message, AIMessage):
+            if isinstance(message, AIMessage) and not _from_a_cache(message):
                 calls.append(self._call_usage(message))
         if calls:
             self._record(run_id, calls)
@@ -191,3 +191,13 @@ def get_holysheep_callback(
         yield handler
     finally:
         _current.reset(token)
+
+
+def _from_a_cache(message: AIMessage) -> bool:
+    """Answered without a request: by the core's ``ResponseCache`` (``cache_hit``), or by
+    LangChain's own ``cache=`` (langchain-core marks those with ``total_cost: 0``), so the
+    call was counted, and paid for, when it was made."""
+    if message.response_metadata.get("cache_hit"):
+        return True
+    usage = message.usage_metadata
+    return usage is not None and usage.get("total_cost") == 0  # type: ignore[comparison-overlap]

@@ -29,6 +29,7 @@ from llama_index.core.instrumentation.events import BaseEvent
 from holysheep_core import EmbeddingResponse, TokenUsage, Usage
 
 __all__ = [
+    "CACHE_HIT_KEY",
     "COST_KEY",
     "HolySheepEmbeddingUsageEvent",
     "embedding_usage",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 COST_KEY = "cost_usd"
+CACHE_HIT_KEY = "cache_hit"
+"""True on the final response of a call a ``ResponseCache`` answered (no request, $0)."""
 
 
 def usage_fields(usage: Usage | None, cost: Decimal | None) -> dict[str, Any]:
@@ -59,8 +62,8 @@ def usage_of(response: Any) -> TokenUsage | None:
     """The tokens and cost of the call a final response closes; None for any other response
     (a streamed chunk before the last, or a response from another LLM)."""
     extra = getattr(response, "additional_kwargs", None)
-    if not isinstance(extra, dict) or COST_KEY not in extra:
-        return None
+    if not isinstance(extra, dict) or COST_KEY not in extra or extra.get(CACHE_HIT_KEY):
+        return None  # a cache hit made no request and cost nothing
     raw = getattr(response, "raw", None)
     wire = raw.get("usage") if isinstance(raw, dict) else None
     usage = Usage.model_validate(wire) if isinstance(wire, dict) else None
