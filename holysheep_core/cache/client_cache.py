@@ -21,7 +21,7 @@ from ..errors import HolySheepError
 from ..hooks import logger, run_hooks
 from ..types import ChatCompletion
 from .entries import Entry, replay_chunks
-from .keys import RequestKey, is_sampled, request_key
+from .keys import RequestKey, is_sampled, request_key, same_specifics
 from .replay import AsyncCachedChatStream, AsyncRecordingStream, CachedChatStream, RecordingStream
 from .response_cache import CacheHit, ResponseCache
 from .semantic import nearest, pack
@@ -76,11 +76,19 @@ class ClientCache:
     def _semantic(self, key: RequestKey) -> bool:
         return self.cache.semantic and key.prompt is not None
 
-    def _entry(self, data: bytes | None, key: RequestKey) -> ChatCompletion | None:
+    def _entry(
+        self, data: bytes | None, key: RequestKey, *, near: bool = False
+    ) -> ChatCompletion | None:
         entry = None if data is None else Entry.loads(data)
         # The digest already names model and scope; checking them again costs nothing and
         # keeps a corrupted or foreign entry from answering another model.
         if entry is None or entry.model != key.model or entry.scope != key.scope:
+            return None
+        if near and not (
+            entry.prompt is not None
+            and key.prompt is not None
+            and same_specifics(entry.prompt, key.prompt)
+        ):
             return None
         return entry.answer()
 
@@ -90,7 +98,7 @@ class ClientCache:
         if completion.served_model not in (None, key.model) or completion.cache_hit:
             return None
         wire = completion.model_dump(mode="json", exclude_none=True)
-        return Entry(wire, key.model, key.scope).dumps()
+        return Entry(wire, key.model, key.scope, key.prompt).dumps()
 
     def _hit(self, found: _Found, key: RequestKey, *, stream: bool) -> ChatCompletion:
         completion = found.completion.model_copy(deep=True)
@@ -153,9 +161,12 @@ class ClientCache:
             best = nearest(look.vector, backend.vectors(key.scope))
             if best is None or best[1] < self.cache.similarity_threshold:
                 return None
-            completion = self._entry(backend.get(best[0]), key)
-            if completion is None:
+            data = backend.get(best[0])
+            if data is None:  # expired: its vector goes too
                 backend.forget(key.scope, best[0])
+                return None
+            completion = self._entry(data, key, near=True)
+            if completion is None:
                 return None
             return _Found(completion, "semantic", best[1])
         except Exception as exc:
@@ -231,9 +242,12 @@ class ClientCache:
             best = nearest(look.vector, await backend.avectors(key.scope))
             if best is None or best[1] < self.cache.similarity_threshold:
                 return None
-            completion = self._entry(await backend.aget(best[0]), key)
-            if completion is None:
+            data = await backend.aget(best[0])
+            if data is None:  # expired: its vector goes too
                 await backend.aforget(key.scope, best[0])
+                return None
+            completion = self._entry(data, key, near=True)
+            if completion is None:
                 return None
             return _Found(completion, "semantic", best[1])
         except Exception as exc:

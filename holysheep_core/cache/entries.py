@@ -26,9 +26,17 @@ class Entry:
     model: str
     """The model the request asked for (the answer came from it, never from a fallback)."""
     scope: str
+    prompt: str | None = None
+    """The prompt a semantic match is checked against (numbers, negations)."""
 
     def dumps(self) -> bytes:
-        record = {"v": 1, "completion": self.completion, "model": self.model, "scope": self.scope}
+        record = {
+            "v": 1,
+            "completion": self.completion,
+            "model": self.model,
+            "scope": self.scope,
+            "prompt": self.prompt,
+        }
         return json.dumps(record, separators=(",", ":")).encode()
 
     @classmethod
@@ -37,7 +45,7 @@ class Entry:
             record = json.loads(data)
             if record.get("v") != 1:
                 return None
-            return cls(record["completion"], record["model"], record["scope"])
+            return cls(record["completion"], record["model"], record["scope"], record.get("prompt"))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # written by something else: a miss, never an error
 

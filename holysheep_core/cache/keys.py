@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestKey", "request_key"]
+__all__ = ["RequestKey", "is_sampled", "request_key", "same_specifics"]
 
 # Body fields that do not change the answer: how it is delivered, or who asked.
 _DELIVERY_ONLY = frozenset({"stream", "stream_options", "user", "metadata", "store"})
@@ -75,4 +76,22 @@ def request_key(body: Mapping[str, Any]) -> RequestKey:
         scope=_digest(context),
         prompt=prompt,
         model=str(body.get("model")),
+    )
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|nothing|nobody|nowhere|neither|nor|without|cannot|\w+n't)\b",
+    re.IGNORECASE,
+)
+
+
+def same_specifics(a: str, b: str) -> bool:
+    """Whether two prompts carry the same numbers (in order) and the same negations: the
+    near-misses embeddings are worst at ("15% of 240" / "15% of 420", "contains gluten" /
+    "does not contain gluten"). A semantic match needs this as well as the threshold."""
+    if _NUMBER.findall(a) != _NUMBER.findall(b):
+        return False
+    return sorted(m.lower() for m in _NEGATION.findall(a)) == sorted(
+        m.lower() for m in _NEGATION.findall(b)
     )

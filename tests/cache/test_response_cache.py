@@ -18,7 +18,7 @@ from holysheep_core import (
     HolySheepClient,
     ResponseCache,
 )
-from holysheep_core.cache.keys import request_key
+from holysheep_core.cache.keys import request_key, same_specifics
 from holysheep_core.emulator import Fault
 
 MODEL = "deepseek-v3.2"
@@ -335,6 +335,32 @@ def test_semantic_hit_within_scope_only(emulator, api_key, make_cache):
         stats = client.stats().cache
     assert stats.semantic_hits == 1 and stats.hits == 1
     assert stats.misses == 6
+
+
+def test_semantic_never_serves_a_changed_number_or_a_negation(emulator, api_key, make_cache):
+    # The emulator's embeddings drop one-digit numbers and "not": these pairs embed to the
+    # very same vector, so only the cache's own check keeps them apart.
+    cache = make_cache(semantic=True, similarity_threshold=0.9)
+    with HolySheepClient(api_key=api_key, base_url=emulator.url, cache=cache) as client:
+        client.chat_completion(model=MODEL, messages=ask("Convert 5 miles to kilometers."))
+        client.chat_completion(model=MODEL, messages=ask("Which foods contain gluten?"))
+        changed = client.chat_completion(model=MODEL, messages=ask("Convert 8 miles to km"))
+        negated = client.chat_completion(
+            model=MODEL, messages=ask("Which foods do not contain gluten?")
+        )
+        same = client.chat_completion(model=MODEL, messages=ask("convert 5 miles to kilometers"))
+    assert not changed.cache_hit and not negated.cache_hit
+    assert same.cache_hit
+    assert "5 miles" in same.choices[0].message.content
+
+
+def test_same_specifics():
+    assert same_specifics("What is 15% of 240?", "what's 15 % of 240")
+    assert not same_specifics("What is 15% of 240?", "What is 15% of 420?")
+    assert not same_specifics("Is 7 prime?", "Is 7.5 prime?")
+    assert not same_specifics("Why do cats purr?", "Why don't cats purr?")
+    assert not same_specifics("List animals that can fly.", "List animals that cannot fly.")
+    assert same_specifics("no sugar, please", "Please: no sugar")
 
 
 def test_semantic_never_answers_after_a_tool_result(emulator, api_key, make_cache):
