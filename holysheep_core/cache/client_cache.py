@@ -71,7 +71,7 @@ class ClientCache:
         if is_sampled(body) and not self.cache.cache_sampled:
             self._count("skipped")
             return None
-        return request_key(body)
+        return request_key(body, semantic=self.cache.semantic)
 
     def _semantic(self, key: RequestKey) -> bool:
         return self.cache.semantic and key.prompt is not None
@@ -80,12 +80,13 @@ class ClientCache:
         self, data: bytes | None, key: RequestKey, *, near: bool = False
     ) -> ChatCompletion | None:
         entry = None if data is None else Entry.loads(data)
-        # The digest already names model and scope; checking them again costs nothing and
-        # keeps a corrupted or foreign entry from answering another model.
-        if entry is None or entry.model != key.model or entry.scope != key.scope:
+        # The digest already names the model; checking it again costs nothing and keeps a
+        # corrupted or foreign entry from answering another model.
+        if entry is None or entry.model != key.model:
             return None
         if near and not (
-            entry.prompt is not None
+            entry.scope == key.scope
+            and entry.prompt is not None
             and key.prompt is not None
             and same_specifics(entry.prompt, key.prompt)
         ):
@@ -101,7 +102,9 @@ class ClientCache:
         return Entry(wire, key.model, key.scope, key.prompt).dumps()
 
     def _hit(self, found: _Found, key: RequestKey, *, stream: bool) -> ChatCompletion:
-        completion = found.completion.model_copy(deep=True)
+        completion = found.completion  # parsed for this call alone from the stored entry
+        if found.kind == "shared":  # the leader's own answer: each caller gets a copy
+            completion = ChatCompletion.model_validate(completion.model_dump())
         completion._cost_usd = Decimal(0)
         completion._attempts = 0
         completion._served_model = key.model

@@ -61,15 +61,17 @@ def _text(content: Any) -> str | None:
     return None  # images, audio, files: no text embedding can stand for them
 
 
-def request_key(body: Mapping[str, Any]) -> RequestKey:
+def request_key(body: Mapping[str, Any], *, semantic: bool = True) -> RequestKey:
     """The keys of a chat request body (as :func:`holysheep_core.params.build_chat_body`
-    builds it)."""
+    builds it); without ``semantic``, no scope ("") and no prompt."""
     canonical = {k: v for k, v in body.items() if k not in _DELIVERY_ONLY}
     messages = list(canonical.get("messages") or ())
     last = messages[-1] if messages else None
     prompt = None
     if isinstance(last, Mapping) and last.get("role") == "user":
         prompt = _text(last.get("content"))
+    if not semantic:
+        return RequestKey(_digest(canonical), "", None, str(body.get("model")))
     context = {**canonical, "messages": messages[:-1] if prompt is not None else messages}
     return RequestKey(
         exact=_digest(canonical),
