@@ -32,6 +32,7 @@ __all__ = [
     "CACHE_HIT_KEY",
     "COST_KEY",
     "HolySheepEmbeddingUsageEvent",
+    "cache_hit",
     "embedding_usage",
     "served_model",
     "usage_fields",
@@ -58,11 +59,17 @@ def usage_fields(usage: Usage | None, cost: Decimal | None) -> dict[str, Any]:
     return fields
 
 
+def cache_hit(response: Any) -> bool:
+    """Whether a final response came from a ``ResponseCache``: no request, nothing to count."""
+    extra = getattr(response, "additional_kwargs", None)
+    return isinstance(extra, dict) and bool(extra.get(CACHE_HIT_KEY))
+
+
 def usage_of(response: Any) -> TokenUsage | None:
     """The tokens and cost of the call a final response closes; None for any other response
     (a streamed chunk before the last, or a response from another LLM)."""
     extra = getattr(response, "additional_kwargs", None)
-    if not isinstance(extra, dict) or COST_KEY not in extra or extra.get(CACHE_HIT_KEY):
+    if not isinstance(extra, dict) or COST_KEY not in extra or cache_hit(response):
         return None  # a cache hit made no request and cost nothing
     raw = getattr(response, "raw", None)
     wire = raw.get("usage") if isinstance(raw, dict) else None
