@@ -16,6 +16,8 @@ from holysheep_core import (
     CacheHit,
     ConfigurationError,
     HolySheepClient,
+    HolySheepError,
+    RateLimits,
     ResponseCache,
 )
 from holysheep_core.cache.keys import request_key, same_specifics
@@ -228,6 +230,20 @@ def test_a_hit_is_not_charged_to_the_budget(emulator, api_key, make_cache):
         with pytest.raises(BudgetExceededError):
             client.chat_completion(model=MODEL, messages=[{"role": "user", "content": "new"}])
     assert budget.spent_usd == 0 and budget.held_usd == 0
+    assert len(chat_requests(emulator)) == 1
+
+
+def test_hits_take_no_turn_in_the_rate_limiter(emulator, api_key, make_cache):
+    # One request per 1000 s, and no waiting: only the first request may go out.
+    limits = RateLimits(requests_per_second=0.001, request_burst=1, max_wait=0)
+    with HolySheepClient(
+        api_key=api_key, base_url=emulator.url, cache=make_cache(), rate_limits=limits
+    ) as client:
+        client.chat_completion(model=MODEL, messages=HI)
+        for _ in range(10):
+            assert client.chat_completion(model=MODEL, messages=HI).cache_hit
+        with pytest.raises(HolySheepError):
+            client.chat_completion(model=MODEL, messages=[{"role": "user", "content": "new"}])
     assert len(chat_requests(emulator)) == 1
 
 
