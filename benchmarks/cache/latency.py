@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from holysheep_core import AsyncHolySheepClient, ResponseCache
 from holysheep_core.cache.semantic import nearest, pack
@@ -30,7 +32,11 @@ from ..load import drive_async, quantile
 
 KEY = "hs-bench-cache"
 MODEL = "deepseek-v3.2"
-PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+PROMPTS = [
+    [{"role": "user", "content": f"What is the capital of country {i}?"}] for i in range(1000)
+]
+"""Distinct prompts in turn, so concurrent hits do not share one in-flight lookup (which
+would make them cheaper than a hit really is)."""
 
 
 def _free_port() -> int:
@@ -116,15 +122,18 @@ async def calls(url: str, redis_url: str, n: int, c: int) -> None:
     }
     for label, cache in caches.items():
         async with AsyncHolySheepClient(api_key=KEY, base_url=url, cache=cache) as client:
+            for prompt in PROMPTS:  # warm: every prompt cached before timing
+                await client.chat_completion(model=MODEL, messages=prompt)
+            turn = itertools.cycle(PROMPTS)
 
-            async def call(client: AsyncHolySheepClient = client) -> str:
-                reply = await client.chat_completion(model=MODEL, messages=PROMPT)
-                return reply.choices[0].message.content or ""
+            async def call(client: AsyncHolySheepClient = client, turn: Any = turn) -> str:
+                reply = await client.chat_completion(model=MODEL, messages=next(turn))
+                return "hit" if reply.cache_hit else "sent"
 
             lat, rps = await _measure(call, n, c)
             print(_row(label, lat, rps))
             if cache is not None:
-                assert client.stats().requests == 1, client.stats()
+                assert client.stats().requests == len(PROMPTS), client.stats()
                 cache.close()
 
 
