@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -101,10 +101,21 @@ class ClientCache:
         wire = completion.model_dump(mode="json", exclude_none=True)
         return Entry(wire, key.model, key.scope, key.prompt).dumps()
 
-    def _hit(self, found: _Found, key: RequestKey, *, stream: bool) -> ChatCompletion:
-        completion = found.completion  # parsed for this call alone from the stored entry
-        if found.kind == "shared":  # the leader's own answer: each caller gets a copy
+    def _answer(
+        self, key: RequestKey, completion: ChatCompletion, found: _Found | None, shared: bool
+    ) -> ChatCompletion:
+        """A single flight's outcome for one caller: the leader's miss, or a hit."""
+        if found is None and not shared:
+            self._count("misses")
+            return completion
+        if shared:  # the leader's object: each caller gets its own copy
             completion = ChatCompletion.model_validate(completion.model_dump())
+        kind = "shared" if found is None else found.kind
+        similarity = None if found is None else found.similarity
+        return self._hit(_Found(completion, kind, similarity), key, stream=False)
+
+    def _hit(self, found: _Found, key: RequestKey, *, stream: bool) -> ChatCompletion:
+        completion = found.completion  # this caller's own object
         completion._cost_usd = Decimal(0)
         completion._attempts = 0
         completion._served_model = key.model
@@ -147,31 +158,48 @@ class ClientCache:
             "response cache %s failed (%s: %s); going on without it", what, type(exc).__name__, exc
         )
 
+    # --- the lookup, written once: a generator of backend operations -----------------
+
+    def _lookup(self, look: _Lookup) -> Generator[tuple[Any, ...], Any, _Found | None]:
+        """Exact key first, then (semantic caches) the nearest prompt of the same scope.
+        Yields ``(operation, *args)``: a backend method's name, or ``"embed"``; each
+        driver below carries them out, sync or async."""
+        key = look.key
+        completion = self._entry((yield ("get", key.exact)), key)
+        if completion is not None:
+            return _Found(completion, "exact")
+        if not self._semantic(key):
+            return None
+        if look.vector is None:
+            look.vector = yield ("embed", key.prompt)
+        if look.vector is None:
+            return None
+        best = nearest(look.vector, (yield ("vectors", key.scope)))
+        if best is None or best[1] < self.cache.similarity_threshold:
+            return None
+        data = yield ("get", best[0])
+        if data is None:  # expired: its vector goes too
+            yield ("forget", key.scope, best[0])
+            return None
+        completion = self._entry(data, key, near=True)
+        return None if completion is None else _Found(completion, "semantic", best[1])
+
     # --- sync -----------------------------------------------------------------------
 
     def _find(self, look: _Lookup) -> _Found | None:
-        key, backend = look.key, self.cache.backend
+        flow = self._lookup(look)
         try:
-            completion = self._entry(backend.get(key.exact), key)
-            if completion is not None:
-                return _Found(completion, "exact")
-            if not self._semantic(key):
-                return None
-            if look.vector is None:
-                look.vector = self._embed(key.prompt)
-            if look.vector is None:
-                return None
-            best = nearest(look.vector, backend.vectors(key.scope))
-            if best is None or best[1] < self.cache.similarity_threshold:
-                return None
-            data = backend.get(best[0])
-            if data is None:  # expired: its vector goes too
-                backend.forget(key.scope, best[0])
-                return None
-            completion = self._entry(data, key, near=True)
-            if completion is None:
-                return None
-            return _Found(completion, "semantic", best[1])
+            op = next(flow)
+            while True:
+                name, *args = op
+                done = (
+                    self._embed(*args)
+                    if name == "embed"
+                    else (getattr(self.cache.backend, name)(*args))
+                )
+                op = flow.send(done)
+        except StopIteration as stop:
+            return stop.value
         except Exception as exc:
             self._failed("lookup", exc)
             return None
@@ -210,12 +238,7 @@ class ClientCache:
             return completion, None
 
         (completion, found), shared = self.cache.flights.run(key.exact, lead)
-        if found is not None:
-            return self._hit(found, key, stream=False)
-        if shared:
-            return self._hit(_Found(completion, "shared"), key, stream=False)
-        self._count("misses")
-        return completion
+        return self._answer(key, completion, found, shared)
 
     def stream(self, plan: Any, fetch: Callable[[], Any]) -> Any:
         key = self._key(plan)
@@ -231,28 +254,19 @@ class ClientCache:
     # --- async ----------------------------------------------------------------------
 
     async def _afind(self, look: _Lookup) -> _Found | None:
-        key, backend = look.key, self.cache.backend
+        flow = self._lookup(look)
         try:
-            completion = self._entry(await backend.aget(key.exact), key)
-            if completion is not None:
-                return _Found(completion, "exact")
-            if not self._semantic(key):
-                return None
-            if look.vector is None:
-                look.vector = await self._aembed(key.prompt)
-            if look.vector is None:
-                return None
-            best = nearest(look.vector, await backend.avectors(key.scope))
-            if best is None or best[1] < self.cache.similarity_threshold:
-                return None
-            data = await backend.aget(best[0])
-            if data is None:  # expired: its vector goes too
-                await backend.aforget(key.scope, best[0])
-                return None
-            completion = self._entry(data, key, near=True)
-            if completion is None:
-                return None
-            return _Found(completion, "semantic", best[1])
+            op = next(flow)
+            while True:
+                name, *args = op
+                done = await (
+                    self._aembed(*args)
+                    if name == "embed"
+                    else getattr(self.cache.backend, "a" + name)(*args)
+                )
+                op = flow.send(done)
+        except StopIteration as stop:
+            return stop.value
         except Exception as exc:
             self._failed("lookup", exc)
             return None
@@ -293,12 +307,7 @@ class ClientCache:
             return completion, None
 
         (completion, found), shared = await self.cache.async_flights.run(key.exact, lead)
-        if found is not None:
-            return self._hit(found, key, stream=False)
-        if shared:
-            return self._hit(_Found(completion, "shared"), key, stream=False)
-        self._count("misses")
-        return completion
+        return self._answer(key, completion, found, shared)
 
     async def astream(self, plan: Any, fetch: Callable[[], Awaitable[Any]]) -> Any:
         key = self._key(plan)

@@ -13,6 +13,7 @@ Keys, under ``{namespace}:cache:``
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ..transport.per_loop import PerLoop
@@ -98,6 +99,7 @@ class RedisBackend:
         self._prefix = f"{namespace}:cache:"
         self._max = max_entries
         self._sync: Any = None
+        self._sync_lock = threading.Lock()
         self._async: PerLoop[Any] = PerLoop(self._open_async, _aclose, lambda _c: None)
 
     def __repr__(self) -> str:
@@ -123,9 +125,11 @@ class RedisBackend:
 
     def _client(self) -> Any:
         if self._sync is None:
-            client = self._redis.Redis.from_url(self.url)
-            self._scripts = tuple(client.register_script(s) for s in (_GET, _PUT, _FORGET))
-            self._sync = client
+            with self._sync_lock:  # threads racing to the first call open one pool
+                if self._sync is None:
+                    client = self._redis.Redis.from_url(self.url)
+                    self._scripts = tuple(client.register_script(s) for s in (_GET, _PUT, _FORGET))
+                    self._sync = client
         return self._sync
 
     def get(self, digest: str) -> bytes | None:

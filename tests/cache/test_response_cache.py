@@ -285,6 +285,7 @@ def test_concurrent_identical_prompts_are_sent_once_sync(emulator, api_key, make
     assert len(results) == 100
     assert len(chat_requests(emulator)) == 1
     assert sum(not r.cache_hit for r in results) == 1
+    assert len({id(r) for r in results}) == 100  # each caller its own object
     stats = client.stats().cache
     assert stats.hits == 99 and stats.misses == 1
 
