@@ -480,3 +480,89 @@ def test_no_cache_gives_zero_cache_stats(emulator, api_key):
     with HolySheepClient(api_key=api_key, base_url=emulator.url) as client:
         client.chat_completion(model=MODEL, messages=HI)
         assert client.stats().cache.hits == 0 and client.stats().cache.saved_usd == Decimal(0)
+
+
+WEATHER = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
+def test_tool_calls_and_reasoning_survive_a_stream_round_trip(emulator, api_key, make_cache):
+    cache = make_cache()
+    ask_tools = {
+        "model": "deepseek-reasoner",
+        "messages": ask("What is the weather in 'Lisbon'?"),
+        "tools": WEATHER,
+        "tool_choice": "required",
+    }
+    with HolySheepClient(api_key=api_key, base_url=emulator.url, cache=cache) as client:
+        with client.stream_chat_completion(**ask_tools) as stream:
+            list(stream)  # stored from the stream
+        answer = client.chat_completion(**ask_tools)  # served from it
+        with client.stream_chat_completion(**ask_tools) as stream:
+            replay = list(stream)
+    assert len(chat_requests(emulator)) == 1
+    assert answer.cache_hit
+    # what the server would have said, unstreamed
+    emulator.reset()
+    with HolySheepClient(api_key=api_key, base_url=emulator.url) as plain:
+        truth = plain.chat_completion(**ask_tools)
+    got, want = answer.choices[0], truth.choices[0]
+    assert got.finish_reason == want.finish_reason == "tool_calls"
+    assert got.message.reasoning_content == want.message.reasoning_content
+    # (call ids are new on every request)
+    assert [(c.function.name, c.function.arguments) for c in got.message.tool_calls] == [
+        (c.function.name, c.function.arguments) for c in want.message.tool_calls
+    ]
+    assert all(c.id.startswith("call_") for c in got.message.tool_calls)
+    calls = [tc for c in replay if c.choices for tc in c.choices[0].delta.tool_calls or ()]
+    assert [c.function.arguments for c in calls] == [
+        c.function.arguments for c in want.message.tool_calls
+    ]
+
+
+def test_semantic_entries_never_cross_namespaces(emulator, api_key, redis_url):
+    a = ResponseCache(redis=redis_url, namespace="a", semantic=True, similarity_threshold=0.9)
+    b = ResponseCache(redis=redis_url, namespace="b", semantic=True, similarity_threshold=0.9)
+    with (
+        HolySheepClient(api_key=api_key, base_url=emulator.url, cache=a) as ca,
+        HolySheepClient(api_key=api_key, base_url=emulator.url, cache=b) as cb,
+    ):
+        ca.chat_completion(model=MODEL, messages=ask("Capital city of France?"))
+        assert not cb.chat_completion(model=MODEL, messages=ask("France: capital city?")).cache_hit
+        assert ca.chat_completion(model=MODEL, messages=ask("France: capital city?")).cache_hit
+    a.close()
+    b.close()
+
+
+def test_another_process_is_served_from_redis(emulator, api_key, redis_url):
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from holysheep_core import HolySheepClient, ResponseCache\n"
+        "url, key, redis_url = sys.argv[1:4]\n"
+        "with HolySheepClient(api_key=key, base_url=url,"
+        " cache=ResponseCache(redis=redis_url)) as c:\n"
+        "    r = c.chat_completion(model='deepseek-v3.2',"
+        " messages=[{'role': 'user', 'content': 'shared question'}])\n"
+        "    print(json.dumps([r.cache_hit, r.choices[0].message.content]))\n"
+    )
+    run = [sys.executable, "-c", code, emulator.url, api_key, redis_url]
+    first = json.loads(subprocess.run(run, capture_output=True, check=True).stdout)
+    second = json.loads(subprocess.run(run, capture_output=True, check=True).stdout)
+    assert first[0] is False and second == [True, first[1]]
+    assert len(chat_requests(emulator)) == 1
