@@ -566,3 +566,21 @@ def test_another_process_is_served_from_redis(emulator, api_key, redis_url):
     second = json.loads(subprocess.run(run, capture_output=True, check=True).stdout)
     assert first[0] is False and second == [True, first[1]]
     assert len(chat_requests(emulator)) == 1
+
+
+def test_every_choice_of_an_opted_in_n2_call_is_kept(emulator, api_key, make_cache):
+    cache = make_cache(cache_sampled=True)
+    with HolySheepClient(api_key=api_key, base_url=emulator.url, cache=cache) as client:
+        with client.stream_chat_completion(model=MODEL, messages=HI, n=2) as stream:
+            list(stream)
+        answer = client.chat_completion(model=MODEL, messages=HI, n=2)
+        with client.stream_chat_completion(model=MODEL, messages=HI, n=2) as stream:
+            replay = list(stream)
+    assert answer.cache_hit and len(chat_requests(emulator)) == 1
+    texts = [c.message.content for c in answer.choices]
+    assert len(texts) == 2 and texts[1].startswith("Alternative 1: ")
+    for i, text in enumerate(texts):
+        assert (
+            "".join(ch.delta.content or "" for c in replay for ch in c.choices if ch.index == i)
+            == text
+        )
