@@ -127,6 +127,14 @@ class ResponseCache:
             f"max_entries={self.max_entries}, semantic={self.semantic})"
         )
 
+    # A cache is a shared resource, like a connection pool: copies of the objects that hold
+    # it (a deep-copied LangChain model, say) keep using it rather than fail or fork it.
+    def __copy__(self) -> ResponseCache:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ResponseCache:
+        return self
+
     def clear(self) -> None:
         """Drop every entry of this cache (on Redis: of its namespace)."""
         self.backend.clear()

@@ -118,3 +118,16 @@ def test_llama_index_default_temperature_is_sampled_so_not_cached(emulator, api_
     assert "cache_hit" not in llm.chat(ask).additional_kwargs
     assert chat_requests(emulator) == 2
     assert llm._clients.sync().stats().cache.skipped == 2
+
+
+def test_a_copied_model_keeps_the_same_cache(emulator, api_key):
+    import copy
+
+    cache = ResponseCache()
+    model = ChatHolySheep(
+        model=MODEL, api_key=api_key, base_url=emulator.url, client_settings={"cache": cache}
+    )
+    model.invoke("What is the capital of Japan?")
+    twin = copy.deepcopy(model)
+    assert twin.invoke("What is the capital of Japan?").response_metadata["cache_hit"]
+    assert chat_requests(emulator) == 1
