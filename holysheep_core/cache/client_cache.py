@@ -94,8 +94,8 @@ class ClientCache:
         return entry.answer()
 
     def _record(self, key: RequestKey, completion: ChatCompletion) -> bytes | None:
-        """What to store for a miss's answer; None when it must not be reused: a fallback
-        model served it (it would cross models), or it carries no finished choice."""
+        """What to store for a miss's answer; None when a fallback model served it (reused,
+        it would answer for a model that did not write it)."""
         if completion.served_model not in (None, key.model) or completion.cache_hit:
             return None
         wire = completion.model_dump(mode="json", exclude_none=True)
@@ -108,19 +108,22 @@ class ClientCache:
         if found is None and not shared:
             self._count("misses")
             return completion
+        served = completion.served_model or key.model  # a fallback's, when it answered
         if shared:  # the leader's object: each caller gets its own copy
             completion = ChatCompletion.model_validate(completion.model_dump())
         kind = "shared" if found is None else found.kind
         similarity = None if found is None else found.similarity
-        return self._hit(_Found(completion, kind, similarity), key, stream=False)
+        return self._hit(_Found(completion, kind, similarity), key, stream=False, served=served)
 
-    def _hit(self, found: _Found, key: RequestKey, *, stream: bool) -> ChatCompletion:
+    def _hit(
+        self, found: _Found, key: RequestKey, *, stream: bool, served: str | None = None
+    ) -> ChatCompletion:
         completion = found.completion  # this caller's own object
         completion._cost_usd = Decimal(0)
         completion._attempts = 0
-        completion._served_model = key.model
+        completion._served_model = served or key.model
         completion._cache_hit = True
-        saved = self._client.prices.cost(key.model, completion.usage)
+        saved = self._client.prices.cost(completion.served_model, completion.usage)
         with self._lock:
             self._counts["hits"] += 1
             if found.kind == "semantic":

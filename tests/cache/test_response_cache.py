@@ -584,3 +584,23 @@ def test_every_choice_of_an_opted_in_n2_call_is_kept(emulator, api_key, make_cac
             "".join(ch.delta.content or "" for c in replay for ch in c.choices if ch.index == i)
             == text
         )
+
+
+async def test_callers_sharing_a_fallback_answer_see_the_model_that_gave_it(
+    emulator, api_key, make_cache
+):
+    emulator.inject(Fault.status(503), times=1)
+    async with AsyncHolySheepClient(
+        api_key=api_key,
+        base_url=emulator.url,
+        cache=make_cache(),
+        max_retries=0,
+        fallback_models=[OTHER],
+    ) as client:
+        results = await asyncio.gather(
+            *(client.chat_completion(model=MODEL, messages=HI) for _ in range(10))
+        )
+        assert {r.served_model for r in results} == {OTHER}
+        assert sum(r.cache_hit for r in results) == 9  # they waited for the one call
+        assert not (await client.chat_completion(model=MODEL, messages=HI)).cache_hit
+    assert [r.body["model"] for r in chat_requests(emulator)] == [MODEL, OTHER, MODEL]
