@@ -9,19 +9,25 @@ Keys, under ``{namespace}:cache:``
     ``where``       hash digest -> scope, to find an evicted entry's vector
     ``v:{scope}``   hash digest -> vector (float32), the scope's semantic index; it
                     expires with the newest entry in it
+    ``sv:{scope}``  the index's version (a ``tick``), changed by every write to it: a
+                    process keeps a copy of the vectors and reads them again only when
+                    the version moved
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from ..transport.per_loop import PerLoop
 
 __all__ = ["RedisBackend", "redis_settings"]
 
-# KEYS: entry, lru, tick, where, vectors ("" when none). ARGV: data, ttl ms (0 = none),
-# digest, max entries, key prefix, scope, vector.
+# KEYS: entry, lru, tick, where, vectors ("" when none), scope version ("" when none).
+# ARGV: data, ttl ms (0 = none), digest, max entries, key prefix, scope, vector.
+# Returns {the scope's version before, after} (nil, nil without a vector; before = nil
+# when an eviction also changed this scope), so a process can update its copy in place.
 _PUT = """
 if ARGV[2] == '0' then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -29,10 +35,18 @@ else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[3])
+local before, after = false, false
 if KEYS[5] ~= '' then
+  before = redis.call('GET', KEYS[6])
   redis.call('HSET', KEYS[4], ARGV[3], ARGV[6])
   redis.call('HSET', KEYS[5], ARGV[3], ARGV[7])
-  if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[5], ARGV[2]) end
+  after = redis.call('INCR', KEYS[3])
+  if ARGV[2] == '0' then
+    redis.call('SET', KEYS[6], after)
+  else
+    redis.call('PEXPIRE', KEYS[5], ARGV[2])
+    redis.call('SET', KEYS[6], after, 'PX', ARGV[2])
+  end
 end
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if over > 0 then
@@ -43,11 +57,13 @@ if over > 0 then
       if scope then
         redis.call('HDEL', ARGV[5] .. 'v:' .. scope, digest)
         redis.call('HDEL', KEYS[4], digest)
+        redis.call('SET', ARGV[5] .. 'sv:' .. scope, redis.call('INCR', KEYS[3]), 'KEEPTTL')
+        if scope == ARGV[6] then before = false end
       end
     end
   end
 end
-return 1
+return {before, after}
 """
 
 # KEYS: entry, lru, tick. ARGV: digest.
@@ -59,13 +75,97 @@ end
 return data
 """
 
-# KEYS: vectors, lru, where. ARGV: digest.
+# KEYS: vectors, scope version. ARGV: the version this process holds ("" for none).
+# Returns {version} when it is unchanged, else {version, HGETALL}.
+_VECTORS = """
+local version = redis.call('GET', KEYS[2])
+if version and version == ARGV[1] then return {version} end
+return {version, redis.call('HGETALL', KEYS[1])}
+"""
+
+# KEYS: vectors, lru, where, scope version, tick. ARGV: digest.
 _FORGET = """
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('SET', KEYS[4], redis.call('INCR', KEYS[5]), 'KEEPTTL')
+end
 return 1
 """
+
+_SCRIPTS = (_GET, _PUT, _FORGET, _VECTORS)
+
+
+def _version(raw: Any) -> int | None:
+    return None if raw is None else int(raw)
+
+
+class _Snapshots:
+    """This process's copy of scopes' vectors, each with the version Redis gave it, so a
+    semantic lookup reads the vectors again only when another write changed them. Holds
+    at most ``limit`` vectors in all (least recently used scopes go first)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._scopes: OrderedDict[str, tuple[int, dict[str, bytes]]] = OrderedDict()
+        self._held = 0
+
+    def known(self, scope: str) -> str:
+        with self._lock:
+            snap = self._scopes.get(scope)
+            return "" if snap is None else str(snap[0])
+
+    def read(self, scope: str, reply: list[Any]) -> dict[str, bytes]:
+        """The scope's vectors from a ``_VECTORS`` reply."""
+        version = _version(reply[0])
+        with self._lock:
+            if len(reply) == 1:
+                snap = self._scopes.get(scope)
+                if snap is not None and snap[0] == version:
+                    self._scopes.move_to_end(scope)
+                    return snap[1]
+                return {}
+        flat = reply[1]
+        vectors = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+        if version is not None:
+            self._keep(scope, version, vectors)
+        return vectors
+
+    def wrote(self, scope: str, digest: str, vector: bytes, reply: list[Any]) -> None:
+        """After a put: add our own vector in place if nothing else changed the scope."""
+        before, after = _version(reply[0]), _version(reply[1])
+        with self._lock:
+            snap = self._scopes.get(scope)
+        if snap is not None and after is not None and before == snap[0]:
+            self._keep(scope, after, {**snap[1], digest: vector})
+        else:
+            self.drop(scope)
+
+    def drop(self, scope: str) -> None:
+        with self._lock:
+            snap = self._scopes.pop(scope, None)
+            if snap is not None:
+                self._held -= len(snap[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._scopes.clear()
+            self._held = 0
+
+    def _keep(self, scope: str, version: int, vectors: dict[str, bytes]) -> None:
+        with self._lock:
+            old = self._scopes.pop(scope, None)
+            if old is not None:
+                self._held -= len(old[1])
+            if len(vectors) > self._limit:
+                return
+            self._scopes[scope] = (version, vectors)
+            self._held += len(vectors)
+            while self._held > self._limit:
+                _, (_, gone) = self._scopes.popitem(last=False)
+                self._held -= len(gone)
 
 
 def redis_settings(redis: Any) -> tuple[str, str | None]:
@@ -98,6 +198,7 @@ class RedisBackend:
         self.url = url
         self._prefix = f"{namespace}:cache:"
         self._max = max_entries
+        self._snapshots = _Snapshots(max_entries)
         self._sync: Any = None
         self._sync_lock = threading.Lock()
         self._async: PerLoop[Any] = PerLoop(self._open_async, _aclose, lambda _c: None)
@@ -116,7 +217,7 @@ class RedisBackend:
     ) -> tuple[list[str], list[Any]]:
         p = self._prefix
         keys = [self._entry(digest), p + "lru", p + "tick", p + "where"]
-        keys.append(p + "v:" + scope if vector is not None else "")
+        keys += [p + "v:" + scope, p + "sv:" + scope] if vector is not None else ["", ""]
         ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
         args = [data, ttl_ms, digest, self._max, p, scope, vector or b""]
         return keys, args
@@ -128,7 +229,7 @@ class RedisBackend:
             with self._sync_lock:  # threads racing to the first call open one pool
                 if self._sync is None:
                     client = self._redis.Redis.from_url(self.url)
-                    self._scripts = tuple(client.register_script(s) for s in (_GET, _PUT, _FORGET))
+                    self._scripts = tuple(client.register_script(s) for s in _SCRIPTS)
                     self._sync = client
         return self._sync
 
@@ -142,18 +243,30 @@ class RedisBackend:
     ) -> None:
         self._client()
         keys, args = self._put_args(digest, data, scope, vector, ttl)
-        self._scripts[1](keys=keys, args=args)
+        reply = self._scripts[1](keys=keys, args=args)
+        if vector is not None:
+            self._snapshots.wrote(scope, digest, vector, reply)
+
+    def _vector_keys(self, scope: str) -> list[str]:
+        return [self._prefix + "v:" + scope, self._prefix + "sv:" + scope]
 
     def vectors(self, scope: str) -> dict[str, bytes]:
-        raw = self._client().hgetall(self._prefix + "v:" + scope)
-        return {k.decode(): v for k, v in raw.items()}
+        self._client()
+        known = self._snapshots.known(scope)
+        reply = self._scripts[3](keys=self._vector_keys(scope), args=[known])
+        return self._snapshots.read(scope, reply)
+
+    def _forget_keys(self, scope: str) -> list[str]:
+        p = self._prefix
+        return [p + "v:" + scope, p + "lru", p + "where", p + "sv:" + scope, p + "tick"]
 
     def forget(self, scope: str, digest: str) -> None:
         self._client()
-        p = self._prefix
-        self._scripts[2](keys=[p + "v:" + scope, p + "lru", p + "where"], args=[digest])
+        self._snapshots.drop(scope)
+        self._scripts[2](keys=self._forget_keys(scope), args=[digest])
 
     def clear(self) -> None:
+        self._snapshots.clear()
         client = self._client()
         for key in client.scan_iter(match=self._prefix + "*", count=1000):
             client.delete(key)
@@ -167,7 +280,7 @@ class RedisBackend:
 
     def _open_async(self) -> Any:
         client = self._redis.asyncio.Redis.from_url(self.url)
-        scripts = tuple(client.register_script(s) for s in (_GET, _PUT, _FORGET))
+        scripts = tuple(client.register_script(s) for s in _SCRIPTS)
         return client, scripts
 
     async def _aclient(self) -> tuple[Any, tuple[Any, ...]]:
@@ -183,19 +296,23 @@ class RedisBackend:
     ) -> None:
         _, scripts = await self._aclient()
         keys, args = self._put_args(digest, data, scope, vector, ttl)
-        await scripts[1](keys=keys, args=args)
+        reply = await scripts[1](keys=keys, args=args)
+        if vector is not None:
+            self._snapshots.wrote(scope, digest, vector, reply)
 
     async def avectors(self, scope: str) -> dict[str, bytes]:
-        client, _ = await self._aclient()
-        raw = await client.hgetall(self._prefix + "v:" + scope)
-        return {k.decode(): v for k, v in raw.items()}
+        _, scripts = await self._aclient()
+        known = self._snapshots.known(scope)
+        reply = await scripts[3](keys=self._vector_keys(scope), args=[known])
+        return self._snapshots.read(scope, reply)
 
     async def aforget(self, scope: str, digest: str) -> None:
         _, scripts = await self._aclient()
-        p = self._prefix
-        await scripts[2](keys=[p + "v:" + scope, p + "lru", p + "where"], args=[digest])
+        self._snapshots.drop(scope)
+        await scripts[2](keys=self._forget_keys(scope), args=[digest])
 
     async def aclear(self) -> None:
+        self._snapshots.clear()
         client, _ = await self._aclient()
         async for key in client.scan_iter(match=self._prefix + "*", count=1000):
             await client.delete(key)

@@ -604,3 +604,24 @@ async def test_callers_sharing_a_fallback_answer_see_the_model_that_gave_it(
         assert sum(r.cache_hit for r in results) == 9  # they waited for the one call
         assert not (await client.chat_completion(model=MODEL, messages=HI)).cache_hit
     assert [r.body["model"] for r in chat_requests(emulator)] == [MODEL, OTHER, MODEL]
+
+
+def test_semantic_index_sees_what_other_processes_add(emulator, api_key, redis_url):
+    # Each ResponseCache keeps its own copy of a scope's vectors: a write from elsewhere
+    # must reach it, and its own writes must not hide anything.
+    here = ResponseCache(redis=redis_url, semantic=True, similarity_threshold=0.9)
+    there = ResponseCache(redis=redis_url, semantic=True, similarity_threshold=0.9)
+    with (
+        HolySheepClient(api_key=api_key, base_url=emulator.url, cache=here) as a,
+        HolySheepClient(api_key=api_key, base_url=emulator.url, cache=there) as b,
+    ):
+        a.chat_completion(model=MODEL, messages=ask("Capital city of France?"))
+        assert a.chat_completion(model=MODEL, messages=ask("France: capital city?")).cache_hit
+        a.chat_completion(model=MODEL, messages=ask("Tallest mountain in Africa?"))
+        b.chat_completion(model=MODEL, messages=ask("Longest river in Brazil?"))
+        assert a.chat_completion(model=MODEL, messages=ask("Brazil: longest river?")).cache_hit
+        assert a.chat_completion(model=MODEL, messages=ask("Africa: tallest mountain?")).cache_hit
+        assert b.chat_completion(model=MODEL, messages=ask("Africa's tallest mountain")).cache_hit
+    assert len(chat_requests(emulator)) == 3
+    here.close()
+    there.close()
