@@ -10,13 +10,23 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["nearest", "pack"]
 
-try:  # numpy ships with llama-index-core; the core itself does not need it
-    import numpy as _np
-except ImportError:  # pragma: no cover - exercised where numpy is absent
-    _np = None
+_NUMPY: list[Any] = []
+
+
+def _numpy() -> Any:
+    """numpy if installed (it ships with llama-index-core; the core does not need it),
+    imported on the first search so ``import holysheep_core`` stays cheap."""
+    if not _NUMPY:
+        try:
+            import numpy
+        except ImportError:  # pragma: no cover - exercised where numpy is absent
+            numpy = None
+        _NUMPY.append(numpy)
+    return _NUMPY[0]
 
 
 def pack(vector: Sequence[float]) -> bytes:
@@ -32,9 +42,10 @@ def nearest(query: bytes, candidates: Mapping[str, bytes]) -> tuple[str, float] 
     same = [(k, v) for k, v in candidates.items() if len(v) == len(query)]
     if not same:
         return None
-    if _np is not None:
-        q = _np.frombuffer(query, dtype="<f4")
-        matrix = _np.frombuffer(b"".join(v for _, v in same), dtype="<f4").reshape(len(same), -1)
+    np = _numpy()
+    if np is not None:
+        q = np.frombuffer(query, dtype="<f4")
+        matrix = np.frombuffer(b"".join(v for _, v in same), dtype="<f4").reshape(len(same), -1)
         scores = matrix @ q
         best = int(scores.argmax())
         return same[best][0], float(scores[best])
