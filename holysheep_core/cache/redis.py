@@ -187,7 +187,7 @@ class RedisBackend:
     """Entries and vectors on Redis, through redis-py (sync client, and one asyncio client
     per event loop)."""
 
-    def __init__(self, url: str, *, namespace: str, max_entries: int) -> None:
+    def __init__(self, url: str, *, namespace: str, max_entries: int, timeout: float = 2.0) -> None:
         try:
             import redis as redis_py
         except ImportError as exc:  # pragma: no cover - the extra is part of [all]
@@ -196,6 +196,7 @@ class RedisBackend:
             ) from exc
         self._redis = redis_py
         self.url = url
+        self._timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         self._prefix = f"{namespace}:cache:"
         self._max = max_entries
         self._snapshots = _Snapshots(max_entries)
@@ -228,7 +229,7 @@ class RedisBackend:
         if self._sync is None:
             with self._sync_lock:  # threads racing to the first call open one pool
                 if self._sync is None:
-                    client = self._redis.Redis.from_url(self.url)
+                    client = self._redis.Redis.from_url(self.url, **self._timeouts)
                     self._scripts = tuple(client.register_script(s) for s in _SCRIPTS)
                     self._sync = client
         return self._sync
@@ -279,7 +280,7 @@ class RedisBackend:
     # --- async ------------------------------------------------------------------------
 
     def _open_async(self) -> Any:
-        client = self._redis.asyncio.Redis.from_url(self.url)
+        client = self._redis.asyncio.Redis.from_url(self.url, **self._timeouts)
         scripts = tuple(client.register_script(s) for s in _SCRIPTS)
         return client, scripts
 

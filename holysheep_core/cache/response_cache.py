@@ -62,6 +62,8 @@ class ResponseCache:
         cache_sampled: also cache requests that ask for random answers (temperature > 0
             without a seed, ``n > 1``), which are otherwise sent every time.
         on_hit: callables given a :class:`CacheHit` for every hit.
+        redis_timeout: seconds a Redis connect or reply may take; past it the call goes on
+            uncached (a stalled Redis must not stall the calls it was meant to speed up).
         clock: seconds, for the in-memory TTL (tests inject one); Redis expires by its own.
 
     Raises: ``ConfigurationError`` for settings that cannot work, before any request.
@@ -79,6 +81,7 @@ class ResponseCache:
         embedding_model: str = "text-embedding-3-small",
         cache_sampled: bool = False,
         on_hit: Callable[[CacheHit], None] | Iterable[Callable[[CacheHit], None]] = (),
+        redis_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
@@ -89,6 +92,8 @@ class ResponseCache:
             raise ConfigurationError(
                 f"similarity_threshold must be in (0, 1]: {similarity_threshold!r}"
             )
+        if isinstance(redis_timeout, bool) or not redis_timeout > 0:
+            raise ConfigurationError(f"redis_timeout must be positive seconds: {redis_timeout!r}")
         if not isinstance(embedding_model, str) or not embedding_model:
             raise ConfigurationError("embedding_model must be a model name")
         url = store_namespace = None
@@ -115,7 +120,9 @@ class ResponseCache:
         self.backend: MemoryBackend | RedisBackend = (
             MemoryBackend(max_entries=max_entries, clock=clock)
             if url is None
-            else RedisBackend(url, namespace=namespace, max_entries=max_entries)
+            else RedisBackend(
+                url, namespace=namespace, max_entries=max_entries, timeout=float(redis_timeout)
+            )
         )
         self.flights = Flights()
         self.async_flights = AsyncFlights()

@@ -433,6 +433,21 @@ def test_a_dead_redis_turns_the_cache_off_not_the_calls(emulator, api_key):
     assert stats.errors >= 1 and stats.hits == 0
 
 
+def test_a_stalled_redis_does_not_stall_the_calls(emulator, api_key):
+    import socket
+
+    # A raw server that accepts connections and never answers: a hung Redis.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        cache = ResponseCache(redis=f"redis://127.0.0.1:{port}/0", redis_timeout=0.2)
+        with HolySheepClient(api_key=api_key, base_url=emulator.url, cache=cache) as client:
+            first = client.chat_completion(model=MODEL, messages=HI)
+            stats = client.stats().cache
+    assert first.choices[0].message.content and not first.cache_hit
+    assert stats.errors >= 1
+    assert len(chat_requests(emulator)) == 1
+
+
 @pytest.mark.parametrize(
     "settings",
     [
@@ -444,6 +459,7 @@ def test_a_dead_redis_turns_the_cache_off_not_the_calls(emulator, api_key):
         {"namespace": "has space"},
         {"redis": "http://localhost"},
         {"redis": 42},
+        {"redis_timeout": 0},
     ],
 )
 def test_bad_settings_are_refused_before_any_request(settings):
