@@ -1,7 +1,8 @@
 """HolySheep AI client: pooled sync and async HTTP, retries that honour Retry-After,
 SSE streaming, typed models and errors, and usage and cost accounting."""
 
-from .accounting import Ledger, Stats, TokenUsage, UsageTally
+from .accounting import CacheStats, Ledger, Stats, TokenUsage, UsageTally
+from .cache import CacheHit, ResponseCache
 from .client import AsyncHolySheepClient, Health, HolySheepClient
 from .config import DEFAULT_BASE_URL, ClientConfig, Timeouts
 from .errors import (
@@ -52,6 +53,8 @@ __all__ = [
     "BreakerPolicy",
     "Budget",
     "BudgetExceededError",
+    "CacheHit",
+    "CacheStats",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatStream",
@@ -80,6 +83,7 @@ __all__ = [
     "PriceTable",
     "RateLimitError",
     "RateLimits",
+    "ResponseCache",
     "RetryPolicy",
     "RetryScheduled",
     "StateStore",

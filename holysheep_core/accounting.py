@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, computed_field
 
 from .types import Usage
 
-__all__ = ["Ledger", "ModelStats", "Stats", "TokenUsage", "UsageTally"]
+__all__ = ["CacheStats", "Ledger", "ModelStats", "Stats", "TokenUsage", "UsageTally"]
 
 
 def _sum_known(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -158,6 +158,27 @@ class ModelStats(BaseModel):
     latency_p99: float | None
 
 
+class CacheStats(BaseModel):
+    """What a client's ``ResponseCache`` did (``stats().cache``); zeros without one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hits: int = 0
+    """Calls answered from the cache (semantic ones included): no request, $0."""
+    semantic_hits: int = 0
+    """Hits answered by a similar, not identical, prompt."""
+    misses: int = 0
+    """Cacheable calls sent to the API."""
+    skipped: int = 0
+    """Calls not cacheable: sampled (temperature > 0 without seed, n > 1)."""
+    errors: int = 0
+    """Cache backend or embedding failures (the call went on as a miss)."""
+    saved_usd: Decimal = Decimal(0)
+    """What the hits would have cost at this client's prices."""
+    unpriced_hits: int = 0
+    """Hits of a model with no price, left out of ``saved_usd``."""
+
+
 class Stats(BaseModel):
     """A snapshot of a client's ledger. Latencies in seconds."""
 
@@ -183,6 +204,8 @@ class Stats(BaseModel):
     by_model: dict[str, ModelStats]
     breakers: dict[str, str] = {}
     """Circuit breaker state by key."""
+    cache: CacheStats = CacheStats()
+    """The response cache's hits, misses and savings (not counted in ``requests``)."""
 
     @property
     def cost_usd(self) -> Decimal | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from .accounting import Stats, TokenUsage
+from .cache.client_cache import ClientCache
 from .config import ClientConfig
 from .errors import HolySheepError, InvalidRequestError
 from .observer import CallEnd, CallWatch, watch_call
@@ -47,6 +48,8 @@ class _ClientBase:
         self.config = config or ClientConfig.resolve(**settings)
         self._pipeline = Pipeline(self.config)
         self._closed = False
+        cache = self.config.cache
+        self._cache = None if cache is None else ClientCache(cache, self)
 
     # Read-only views users reach for.
     @property
@@ -64,7 +67,10 @@ class _ClientBase:
     def stats(self) -> Stats:
         """Requests, errors, retries, latency and TTFT quantiles, tokens and cost by model,
         and the state of each circuit breaker."""
-        return self._pipeline.ledger.snapshot(breakers=self._pipeline.policies.breaker_states())
+        stats = self._pipeline.ledger.snapshot(breakers=self._pipeline.policies.breaker_states())
+        if self._cache is not None:
+            stats = stats.model_copy(update={"cache": self._cache.stats()})
+        return stats
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.config.base_url!r})"
@@ -314,6 +320,11 @@ class HolySheepClient(_ClientBase):
         retries are spent.
         """
         plan = self._chat_plan(model, messages, params, stream=False)
+        if self._cache is not None:  # a hit never enters the request flow
+            return self._cache.complete(plan, lambda: self._complete(plan))
+        return self._complete(plan)
+
+    def _complete(self, plan: Plan) -> ChatCompletion:
         started = self._pipeline.clock()
         return self._chat_result(self._run(self._pipeline.call(plan)), started)
 
@@ -323,6 +334,11 @@ class HolySheepClient(_ClientBase):
         """A streamed chat completion. Errors before the first byte are retried and raised
         here; after it, a failure raises ``StreamError`` from the iteration."""
         plan = self._chat_plan(model, messages, params, stream=True)
+        if self._cache is not None:  # a hit replays as a stream, usage chunk included
+            return self._cache.stream(plan, lambda: self._stream(plan))
+        return self._stream(plan)
+
+    def _stream(self, plan: Plan) -> ChatStream:
         started = self._pipeline.clock()
         served = self._run(self._pipeline.call(plan))
         return ChatStream(self._chat_stream_book(served, started))
@@ -420,6 +436,11 @@ class AsyncHolySheepClient(_ClientBase):
     ) -> ChatCompletion:
         """Async twin of :meth:`HolySheepClient.chat_completion`."""
         plan = self._chat_plan(model, messages, params, stream=False)
+        if self._cache is not None:
+            return await self._cache.acomplete(plan, lambda: self._complete(plan))
+        return await self._complete(plan)
+
+    async def _complete(self, plan: Plan) -> ChatCompletion:
         started = self._pipeline.clock()
         return self._chat_result(await self._run(self._pipeline.call(plan)), started)
 
@@ -429,6 +450,11 @@ class AsyncHolySheepClient(_ClientBase):
         """Async twin of :meth:`HolySheepClient.stream_chat_completion`:
         ``async with await client.stream_chat_completion(...) as stream: async for ...``."""
         plan = self._chat_plan(model, messages, params, stream=True)
+        if self._cache is not None:
+            return await self._cache.astream(plan, lambda: self._stream(plan))
+        return await self._stream(plan)
+
+    async def _stream(self, plan: Plan) -> AsyncChatStream:
         started = self._pipeline.clock()
         served = await self._run(self._pipeline.call(plan))
         return AsyncChatStream(self._chat_stream_book(served, started))

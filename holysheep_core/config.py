@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from .cache.response_cache import ResponseCache
 from .errors import ConfigurationError
 from .policy.breaker import BreakerPolicy
 from .policy.budget import Budget, as_usd
@@ -133,6 +134,8 @@ class ClientConfig(BaseModel):
     """Where breaker and limiter state lives; None = in this client's memory."""
     on_breaker_change: tuple[Hook, ...] = ()
     on_fallback: tuple[Hook, ...] = ()
+    cache: ResponseCache | None = None
+    """A response cache for chat calls; None = every call is sent."""
 
     @field_validator("api_key")
     @classmethod
@@ -154,7 +157,7 @@ class ClientConfig(BaseModel):
     def _dump_hooks(self, hooks: tuple[Hook, ...]) -> list[str]:
         return [getattr(h, "__qualname__", type(h).__qualname__) for h in hooks]
 
-    @field_serializer("budget_usd", "policy_store", when_used="json")
+    @field_serializer("budget_usd", "policy_store", "cache", when_used="json")
     def _dump_shared_state(self, value: Any) -> str | None:
         return None if value is None else repr(value)
 

@@ -105,6 +105,7 @@ _CALL_FACTS: dict[str, Any] = {
     "_attempts": 1,
     "_request_id": None,
     "_served_model": None,
+    "_cache_hit": False,
 }
 
 
@@ -149,6 +150,11 @@ class _Costed(_Wire):
         """The model we asked that answered: the requested one, or the fallback that took
         over. ``model`` is the server's own name for it, which may differ."""
         return self._served_model
+
+    @property
+    def cache_hit(self) -> bool:
+        """True when a ``ResponseCache`` answered: no request was sent, and it cost $0."""
+        return self._cache_hit
 
 
 class ChatCompletion(_Costed):

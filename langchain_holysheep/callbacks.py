@@ -114,7 +114,8 @@ class HolySheepCallbackHandler(BaseCallbackHandler, UsageTally):
                 continue
             if _from_llm_cache(message):
                 hits += 1  # answered by LangChain's cache: no request, nothing billed
-            else:
+            elif not message.response_metadata.get("cache_hit"):
+                # A ResponseCache hit (cache_hit) made no request either: not a call.
                 calls.append(self._call_usage(message))
         if calls or hits:
             self._record(run_id, calls, hits)

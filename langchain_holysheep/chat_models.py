@@ -290,6 +290,8 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
             message.response_metadata = {**meta, **info}
             # The call's usage and cost belong to the call: reported on the first choice
             # only, so nothing that sums messages counts them n times.
+            if completion.cache_hit:  # answered by the core's ResponseCache: no request, $0
+                message.response_metadata["cache_hit"] = True
             if i == 0:
                 message.response_metadata.update(cost_metadata(completion.cost_usd))
                 if completion.usage is not None:
@@ -314,6 +316,7 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
                 response_metadata={
                     "model_provider": MODEL_PROVIDER,
                     **cost_metadata(chunk.cost_usd),
+                    **({"cache_hit": True} if chunk.cache_hit else {}),
                 },
                 chunk_position="last",
             )
@@ -333,6 +336,8 @@ class ChatHolySheep(HolySheepSettings, BaseChatModel):
             info = {**(info or {}), "finish_reason": finish_reason}
             message.response_metadata.update(call_metadata(chunk, request_id))
             message.response_metadata["finish_reason"] = finish_reason
+            if chunk.cache_hit and not report_usage:  # else the usage chunk says it
+                message.response_metadata["cache_hit"] = True
         return ChatGenerationChunk(message=message, generation_info=info)
 
     def _generate(

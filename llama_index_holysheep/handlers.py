@@ -43,7 +43,7 @@ from llama_index.core.instrumentation.events.span import SpanDropEvent
 
 from holysheep_core import TokenUsage, UsageTally
 
-from .usage import LLM_CLASS_NAME, HolySheepEmbeddingUsageEvent, served_model, usage_of
+from .usage import LLM_CLASS_NAME, HolySheepEmbeddingUsageEvent, cache_hit, served_model, usage_of
 
 __all__ = ["HolySheepCostHandler", "HolySheepUsageEventHandler", "keep_cost_handlers"]
 
@@ -71,7 +71,12 @@ class _CallTally(UsageTally):
 
     def _finish_call(self, key: Any, response: Any, *, final_only: bool = False) -> None:
         """Count the call ``key`` once, with the usage on ``response`` (its last one),
-        under the model that served it (a fallback model, when the call fell back)."""
+        under the model that served it (a fallback model, when the call fell back). A call
+        a ``ResponseCache`` answered made no request: it is closed, not counted."""
+        if cache_hit(response):
+            with self._calls_lock:
+                self._open.pop(key, None)
+            return
         usage = usage_of(response)
         if usage is None:
             if final_only:

@@ -20,17 +20,20 @@ from holysheep_core.types import ChoiceDeltaToolCall
 
 from .messages import assistant_message, message_from_wire
 from .trusted import stream_chat_response
-from .usage import usage_fields
+from .usage import CACHE_HIT_KEY, usage_fields
 
 __all__ = ["StreamAssembler", "chat_response"]
 
 
 def chat_response(completion: ChatCompletion) -> ChatResponse:
     """The response of a whole (not streamed) completion: its first choice."""
+    extra = usage_fields(completion.usage, completion.cost_usd)
+    if completion.cache_hit:
+        extra[CACHE_HIT_KEY] = True
     return ChatResponse(
         message=message_from_wire(completion.choices[0].message),
         raw=completion.model_dump(exclude_none=True),
-        additional_kwargs=usage_fields(completion.usage, completion.cost_usd),
+        additional_kwargs=extra,
     )
 
 
@@ -61,10 +64,13 @@ class StreamAssembler:
         self._held: ChatResponse | None = None
         self._last_raw: dict[str, Any] | None = None
         self._usage_chunk: ChatCompletionChunk | None = None
+        self._cache_hit = False
 
     def add(self, chunk: ChatCompletionChunk) -> list[ChatResponse]:
         """The responses to hand out now for this chunk (the finishing one waits)."""
         choices = chunk.choices
+        if chunk.cache_hit:
+            self._cache_hit = True
         if not choices:
             self._usage_chunk = chunk
             return []
@@ -105,6 +111,8 @@ class StreamAssembler:
         if usage is not None:
             response.raw["usage"] = usage.model_dump(exclude_none=True)
         response.additional_kwargs.update(usage_fields(usage, cost))
+        if self._cache_hit:
+            response.additional_kwargs[CACHE_HIT_KEY] = True
         return response
 
     def _add_calls(self, parts: list[ChoiceDeltaToolCall]) -> None:

@@ -29,9 +29,11 @@ from llama_index.core.instrumentation.events import BaseEvent
 from holysheep_core import EmbeddingResponse, TokenUsage, Usage
 
 __all__ = [
+    "CACHE_HIT_KEY",
     "COST_KEY",
     "LLM_CLASS_NAME",
     "HolySheepEmbeddingUsageEvent",
+    "cache_hit",
     "embedding_usage",
     "served_model",
     "usage_fields",
@@ -41,6 +43,8 @@ __all__ = [
 COST_KEY = "cost_usd"
 LLM_CLASS_NAME = "holysheep_llm"
 """``HolySheep.class_name()``: how callback payloads name our LLM."""
+CACHE_HIT_KEY = "cache_hit"
+"""True on the final response of a call a ``ResponseCache`` answered (no request, $0)."""
 
 
 def usage_fields(usage: Usage | None, cost: Decimal | None) -> dict[str, Any]:
@@ -58,12 +62,18 @@ def usage_fields(usage: Usage | None, cost: Decimal | None) -> dict[str, Any]:
     return fields
 
 
+def cache_hit(response: Any) -> bool:
+    """Whether a final response came from a ``ResponseCache``: no request, nothing to count."""
+    extra = getattr(response, "additional_kwargs", None)
+    return isinstance(extra, dict) and bool(extra.get(CACHE_HIT_KEY))
+
+
 def usage_of(response: Any) -> TokenUsage | None:
     """The tokens and cost of the call a final response closes; None for any other response
     (a streamed chunk before the last, or a response from another LLM)."""
     extra = getattr(response, "additional_kwargs", None)
-    if not isinstance(extra, dict) or COST_KEY not in extra:
-        return None
+    if not isinstance(extra, dict) or COST_KEY not in extra or cache_hit(response):
+        return None  # a cache hit made no request and cost nothing
     raw = getattr(response, "raw", None)
     wire = raw.get("usage") if isinstance(raw, dict) else None
     usage = Usage.model_validate(wire) if isinstance(wire, dict) else None
