@@ -96,6 +96,11 @@ class CallWatch(Protocol):
 class CallObserver(Protocol):
     def start(self, call: CallStart) -> CallWatch: ...
 
+    def current_parent(self) -> Any:
+        """What a call starting now would go under (its parent span), to carry to a call
+        made later on the caller's behalf (a stream sent on its first iteration)."""
+        ...
+
 
 observer: CallObserver | None = None
 """The installed instrumentation; None = nothing observed."""
@@ -123,6 +128,13 @@ def framework_run(run: Any) -> Iterator[None]:
         yield
     finally:
         _framework_run.reset(token)
+
+
+def current_parent() -> Any:
+    """The observer's :meth:`~CallObserver.current_parent`, or None when nothing observes
+    calls: pass it to :func:`framework_run` around the later call."""
+    obs = observer
+    return None if obs is None else obs.current_parent()
 
 
 def watch_call(

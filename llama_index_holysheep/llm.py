@@ -7,10 +7,12 @@ output limit, and hands LlamaIndex the server's token counts and the call's cost
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import warnings
 from collections.abc import AsyncGenerator, Generator, Sequence
+from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.llms.generic_utils import (
@@ -45,6 +47,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import PydanticProgramMode
 
 from holysheep_core import AsyncHolySheepClient, HolySheepClient, ModelProfile
+from holysheep_core.observer import current_parent, framework_run
 from holysheep_core.policy.fallback import check_models
 from holysheep_core.strict_schema import drop_added_nulls, strict_json_schema
 
@@ -295,7 +298,9 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         # Messages are checked now; the request goes out on the first iteration, so a
         # generator nobody iterates holds no connection (and costs nothing).
         wire = to_wire_messages(messages)
-        return _responses(self._clients.sync(), self.model, wire, self._params(kwargs))
+        return _responses(
+            self._clients.sync(), self.model, wire, self._params(kwargs), *_callers_context()
+        )
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         wire = to_wire_messages(messages)
@@ -308,7 +313,13 @@ class HolySheep(FunctionCallingLLM, ClientSettings):
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         wire = to_wire_messages(messages)
-        return _aresponses(self._clients.asynchronous(), self.model, wire, self._params(kwargs))
+        return _aresponses(
+            self._clients.asynchronous(),
+            self.model,
+            wire,
+            self._params(kwargs),
+            *_callers_context(),
+        )
 
     # --- tools --------------------------------------------------------------------------
 
@@ -515,10 +526,27 @@ def _tool_choice(choice: str | dict[str, Any] | None, required: bool) -> str | d
     return choice
 
 
+def _callers_context() -> tuple[Context, Any]:
+    """What a lazily sent stream carries from its stream_chat() call to its first
+    iteration: the context (budget scopes) and the span it nests under when traced."""
+    return copy_context(), current_parent()
+
+
 def _responses(
-    client: HolySheepClient, model: str, wire: list[dict[str, Any]], params: dict[str, Any]
+    client: HolySheepClient,
+    model: str,
+    wire: list[dict[str, Any]],
+    params: dict[str, Any],
+    context: Context,
+    parent: Any,
 ) -> ChatResponseGen:
-    stream = client.stream_chat_completion(model=model, messages=wire, **params)
+    # Sent in the context of the stream_chat() call, not of the first next(): a
+    # budget_scope around the call applies, and a trace nests under the call's span.
+    def send() -> Any:
+        with framework_run(parent):
+            return client.stream_chat_completion(model=model, messages=wire, **params)
+
+    stream = context.run(send)
     # Leaving early closes the stream (and its connection) through the with-block.
     with stream:
         assembler = StreamAssembler()
@@ -528,9 +556,19 @@ def _responses(
 
 
 async def _aresponses(
-    client: AsyncHolySheepClient, model: str, wire: list[dict[str, Any]], params: dict[str, Any]
+    client: AsyncHolySheepClient,
+    model: str,
+    wire: list[dict[str, Any]],
+    params: dict[str, Any],
+    context: Context,
+    parent: Any,
 ) -> ChatResponseAsyncGen:
-    stream = await client.stream_chat_completion(model=model, messages=wire, **params)
+    # As in _responses: the astream_chat() call's context, not the first __anext__()'s.
+    async def send() -> Any:
+        with framework_run(parent):
+            return await client.stream_chat_completion(model=model, messages=wire, **params)
+
+    stream = await asyncio.create_task(send(), context=context)
     async with stream:
         assembler = StreamAssembler()
         async for chunk in stream:

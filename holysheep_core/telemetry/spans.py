@@ -72,6 +72,15 @@ class SpanObserver:
             logger.exception("holysheep telemetry failed; the call is unaffected")
             return _UNWATCHED
 
+    def current_parent(self) -> Span | None:
+        """The current span when it is a real one, kept as it is now: a tracer that stops
+        showing its span as current once its method returns (OpenInference) has the later
+        call still nest under it."""
+        # Its context, not the span object: OpenInference's current span is a proxy that
+        # turns invalid when its method returns.
+        context = trace.get_current_span().get_span_context()
+        return trace.NonRecordingSpan(context) if context.is_valid else None
+
 
 class _Unwatched:
     """The watch of a call whose span could not be started: hears everything, does nothing."""
@@ -342,9 +351,12 @@ class SpanWatch:
 def _parent_context(run: Any) -> Any:
     """The context to start a call's span in: the current one, unless the call runs under a
     LangChain run whose span OpenInference's tracer keeps without making it current (a
-    choice it makes on purpose: callbacks cannot promise to detach). None = the current."""
+    choice it makes on purpose: callbacks cannot promise to detach), or under a span
+    captured earlier by :meth:`SpanObserver.current_parent`. None = the current."""
     if run is None:
         return None
+    if isinstance(run, Span):
+        return trace.set_span_in_context(run)
     langchain = sys.modules.get("openinference.instrumentation.langchain")
     run_id = getattr(run, "run_id", None)
     if langchain is None or run_id is None:

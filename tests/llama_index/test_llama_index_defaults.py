@@ -16,7 +16,7 @@ from llama_index_helpers import embedding_usage_by_rule
 from pydantic import BaseModel
 from strict_helpers import assert_strict_schema
 
-from holysheep_core import InvalidRequestError
+from holysheep_core import InvalidRequestError, budget_scope
 from llama_index_holysheep import HolySheepCostHandler
 
 HI = [ChatMessage(role="user", content="Hi")]
@@ -57,6 +57,29 @@ async def test_unconsumed_async_streams_send_nothing(make_llm: Any, emulator: An
     for stream in streams[1:]:
         await stream.aclose()
     assert len(_chat_requests(emulator)) == 2
+
+
+def test_a_lazy_stream_is_charged_to_the_budget_scope_it_was_made_in(
+    make_llm: Any, emulator: Any
+) -> None:
+    # Made inside the scope, iterated after it: the request still counts against its cap.
+    llm = make_llm()
+    with budget_scope(1.0) as budget:
+        stream = llm.stream_chat(HI)
+    assert budget.spent_usd == 0
+    assert "".join(r.delta or "" for r in stream)
+    assert budget.spent_usd > 0
+
+
+async def test_a_lazy_async_stream_is_charged_to_the_budget_scope_it_was_made_in(
+    make_llm: Any, emulator: Any
+) -> None:
+    llm = make_llm()
+    with budget_scope(1.0) as budget:
+        stream = await llm.astream_chat(HI)
+    assert budget.spent_usd == 0
+    assert "".join([r.delta or "" async for r in stream])
+    assert budget.spent_usd > 0
 
 
 def test_bad_messages_are_refused_when_the_stream_is_made(make_llm: Any, emulator: Any) -> None:
