@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import socket
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
 from typer.testing import CliRunner
 
-from holysheep_core.cli import app
+from holysheep_cli.app import app
 from holysheep_core.config import ENV_BASE_URL, ENV_KEY
+from holysheep_core.emulator import reply_to
 
 
 @pytest.fixture
@@ -51,7 +56,7 @@ def test_demo_runs_every_step_and_its_table_adds_up(runner: CliRunner) -> None:
 def test_chat_streams_the_answer_then_tokens_and_cost(runner: CliRunner) -> None:
     result = runner.invoke(app, ["chat", "Tell me about Lisbon", "-m", "gpt-4.1"])
     assert result.exit_code == 0, result.output
-    assert "You said: Tell me about Lisbon" in result.output
+    assert reply_to("Tell me about Lisbon") in result.output
     assert re.search(r"gpt-4\.1: \d+ in / \d+ out tokens, cost \$0\.\d{6}", result.output)
 
 
@@ -65,3 +70,54 @@ def test_live_without_a_key_is_a_clear_error(runner: CliRunner) -> None:
     result = runner.invoke(app, ["models", "--live"])
     assert result.exit_code != 0
     assert ENV_KEY in result.output
+
+
+def run_cli(*args: str, code: str = "") -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, in a fresh interpreter (``code`` runs first)."""
+    script = f"{code}\nimport sys\nsys.argv = ['holysheep', *{list(args)!r}]\n"
+    script += "from holysheep_cli import main\nmain()"
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_emulator_on_a_taken_port_says_so_in_one_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("emulator", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"holysheep emulator: cannot listen on 127.0.0.1:{port}: the port is already in use "
+        "(choose another, or 0 for a free one)"
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "blocked", "extra"),
+    [
+        (["models"], "typer", "cli"),
+        (["emulator"], "rich", "cli"),
+        (["demo"], "llama_index", "demo"),
+        (["demo"], "langchain_core", "demo"),
+    ],
+)
+def test_a_missing_extra_is_named_in_one_line(args: list[str], blocked: str, extra: str) -> None:
+    # None in sys.modules makes the import fail, as if the package were not installed.
+    result = run_cli(*args, code=f"import sys; sys.modules[{blocked!r}] = None")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert blocked in line and f"pip install 'holysheep-integrations[{extra}]'" in line
+    assert "Traceback" not in result.stderr
+
+
+def test_the_core_imports_neither_the_command_line_nor_the_adapters() -> None:
+    code = (
+        "import sys, holysheep_core, holysheep_core.emulator, holysheep_core.testing\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    loaded = set(ast.literal_eval(result.stdout))
+    assert "holysheep_core" in loaded
+    forbidden = {"typer", "rich", "holysheep_cli", "langchain_holysheep", "llama_index_holysheep"}
+    assert loaded & (forbidden | {"langchain_core", "llama_index"}) == set()

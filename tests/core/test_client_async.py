@@ -24,7 +24,7 @@ from holysheep_core import (
     RetryPolicy,
     StreamError,
 )
-from holysheep_core.emulator import Fault
+from holysheep_core.emulator import Fault, reply_to
 from holysheep_core.shared import shared_client
 from holysheep_core.transport.aiohttp_backend import AiohttpTransport
 
@@ -65,7 +65,7 @@ async def test_chat_completion_round_trip(
     client = make_async_client()
     assert client.config.async_backend == async_backend
     completion = await client.chat_completion(model=MODEL, messages=HI, max_tokens=50)
-    assert completion.choices[0].message.content == "You said: hi there"
+    assert completion.choices[0].message.content == reply_to("hi there")
     assert completion.cost_usd == client.prices.cost(MODEL, completion.usage) > 0
     assert completion.attempts == 1
     [seen] = emulator.requests
@@ -268,7 +268,7 @@ async def test_stream_round_trip_with_usage_once_and_its_cost(
     client = make_async_client()
     async with await client.stream_chat_completion(model=MODEL, messages=HI) as stream:
         chunks = await collect(stream)
-    assert text(chunks) == "You said: hi there"
+    assert text(chunks) == reply_to("hi there")
     assert [c.usage is not None for c in chunks].count(True) == 1
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].cost_usd == client.prices.cost(MODEL, chunks[-1].usage)
@@ -507,7 +507,7 @@ def test_one_client_serves_successive_event_loops(
     async def once() -> str:
         return (await client.chat_completion(model=MODEL, messages=HI)).choices[0].message.content
 
-    assert asyncio.run(once()) == asyncio.run(once()) == "You said: hi there"
+    assert asyncio.run(once()) == asyncio.run(once()) == reply_to("hi there")
 
     async def close() -> None:
         await client.aclose()

@@ -32,7 +32,7 @@ from holysheep_core import (
     UnprocessableEntityError,
     UsageRecorded,
 )
-from holysheep_core.emulator import Fault
+from holysheep_core.emulator import Fault, reply_to
 from holysheep_core.shared import shared_client
 
 MODEL = "deepseek-v3.2"
@@ -52,7 +52,7 @@ def busy_connections(client: HolySheepClient) -> int:
 def test_chat_completion_round_trip(emulator: Any, make_client: Any) -> None:
     client = make_client()
     completion = client.chat_completion(model=MODEL, messages=HI, temperature=0.2)
-    assert completion.choices[0].message.content == "You said: hi there"
+    assert completion.choices[0].message.content == reply_to("hi there")
     assert completion.choices[0].finish_reason == "stop"
     assert completion.model == MODEL
     assert completion.attempts == 1
@@ -395,7 +395,7 @@ def test_stream_round_trip_with_usage_once_and_its_cost(emulator: Any, make_clie
     with client.stream_chat_completion(model=MODEL, messages=HI) as stream:
         chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "You said: hi there"
+    assert text == reply_to("hi there")
     with_usage = [c for c in chunks if c.usage is not None]
     assert with_usage == [chunks[-1]] and chunks[-1].choices == []
     usage = chunks[-1].usage

@@ -179,7 +179,7 @@ def test_oversized_line_is_one_long_line_of_the_same_chunk(client: httpx.Client,
     long_lines = [line for line in lines if len(line) > 10_000]
     assert [len(line) for line in long_lines] == [size]
     chunk = json.loads(long_lines[0].removeprefix("data: "))
-    assert chunk["choices"][0]["delta"] == {"content": "You said:"}
+    assert chunk["choices"][0]["delta"] == {"content": "You asked:"}
     assert sse_data(response.text)[-1] == "[DONE]"
 
 

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Column, Table
 
-from ..accounting import TokenUsage, quantile
-from ..client import AsyncHolySheepClient, HolySheepClient
-from ..config import ClientConfig
-from ..hooks import RetryScheduled, UsageRecorded
-from ..policy.retry import RetryPolicy
-from ..pricing import ModelPrice, PriceTable
+from holysheep_core.accounting import TokenUsage, quantile
+from holysheep_core.client import AsyncHolySheepClient, HolySheepClient
+from holysheep_core.config import ClientConfig
+from holysheep_core.hooks import RetryScheduled, UsageRecorded
+from holysheep_core.policy.retry import RetryPolicy
+from holysheep_core.pricing import ModelPrice, PriceTable
 
 EMBEDDING_MODEL = "text-embedding-3-small"
 NUMERIC_COLUMNS = ("calls", "in tok", "out tok", "USD", "p50 ms", "p99 ms")
@@ -179,7 +179,7 @@ def _ride_out_429(console: Console, clients: dict[str, Any], model: str, emulato
     if emulator is None:
         console.print("  [dim]skipped: faults are injected only on the emulator[/dim]")
         return
-    from ..emulator import Fault
+    from holysheep_core.emulator import Fault
 
     emulator.inject(Fault.status(429, retry_after=0.5), times=1)
     answer = ChatHolySheep(model=model, **clients).invoke("Are you there?")
