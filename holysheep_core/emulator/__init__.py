@@ -45,8 +45,9 @@ Text (``answers``)
     (at most 2) sentences of that text sharing the most content words with the question,
     in their order (``answer_from_context``; ``"The provided context does not answer that
     question."`` when none shares one). Otherwise ``reply_to``: ``"Hello! How can I help
-    you today?"`` for an empty or greeting-only message, else ``You asked: "QUESTION".
-    This is the HolySheep emulator's short reply.`` (the question cut to 32 tokens).
+    you today?"`` for an empty or greeting-only message, else ``Noted: "QUESTION" — the
+    HolySheep emulator keeps its replies short; a live model would say more.`` (the question
+    cut to 32 tokens).
     Choice ``i`` of ``n`` (i >= 1) is prefixed ``"Alternative i: "``. ``stop`` cuts the content
     before the earliest stop sequence (``finish_reason: "stop"``); ``max_tokens`` (or
     ``max_completion_tokens``) caps the reasoning, content and arguments of each choice

@@ -22,6 +22,7 @@ __all__ = [
     "GREETING",
     "NOT_IN_CONTEXT",
     "QUOTE_LIMIT_TOKENS",
+    "SHORT_REPLY",
     "answer_from_context",
     "answer_text",
     "last_user_text",
@@ -37,6 +38,7 @@ CONTEXT_SENTENCES = 2
 """A context answer holds at most this many sentences."""
 
 GREETING = "Hello! How can I help you today?"
+SHORT_REPLY = "the HolySheep emulator keeps its replies short; a live model would say more."
 NOT_IN_CONTEXT = "The provided context does not answer that question."
 
 _GREETING_WORDS = frozenset(
@@ -45,7 +47,8 @@ _GREETING_WORDS = frozenset(
 # "Query:" is LlamaIndex's QA prompt; "Question:" the usual LangChain RAG prompt.
 _QUESTION_MARK = re.compile(r"^[ \t]*(?:query|question)[ \t]*:", re.I | re.M)
 _ANSWER_MARK = re.compile(r"^[ \t]*answer[ \t]*:.*\Z", re.I | re.M | re.S)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_MARKUP = re.compile(r"^\s*(?:[#>*|]|-\s|\d+\.\s|[^\w\s]+\s*$)")
 _BULLET = re.compile(r"^[\s#>*\-|]+")
 
 
@@ -71,8 +74,31 @@ def split_question(text: str) -> tuple[str, str]:
     return text[: last.start()].strip(), " ".join(question.split())
 
 
+def _lines(context: str) -> list[str]:
+    # Hard-wrapped prose is joined back: a line continues the previous one unless either is
+    # blank or markup (heading, list item, separator) or the previous ends a sentence.
+    lines: list[str] = []
+    for line in context.splitlines():
+        previous = lines[-1] if lines else ""
+        if (
+            line.strip()
+            and previous.strip()
+            and not _MARKUP.match(line)
+            and not _MARKUP.match(previous)
+            and not previous.rstrip().endswith((".", "!", "?", ":"))
+        ):
+            lines[-1] = f"{previous.rstrip()} {line.strip()}"
+        else:
+            lines.append(line)
+    return lines
+
+
 def _sentences(context: str) -> list[str]:
-    pieces = (_BULLET.sub("", piece).strip() for piece in _SENTENCE_END.split(context))
+    pieces = (
+        _BULLET.sub("", piece).strip()
+        for line in _lines(context)
+        for piece in _SENTENCE_END.split(line)
+    )
     # Separator lines ("-----") and bare markup carry no words.
     return [piece for piece in pieces if re.search(r"[^\W\d_]", piece)]
 
@@ -81,9 +107,10 @@ def answer_from_context(context: str, question: str) -> str:
     """The context's sentences that share the most content words with the question.
 
     The context is split into sentences (at ``.``/``!``/``?`` followed by a space, and at
-    line ends; list and heading marks dropped). Each scores the number of distinct
-    ``content_words`` it shares with the question; the ``CONTEXT_SENTENCES`` best (ties: the
-    earlier) are joined in their order in the context. ``NOT_IN_CONTEXT`` when none scores.
+    line ends, hard-wrapped prose lines joined first; list and heading marks dropped). Each
+    scores the number of distinct ``content_words`` it shares with the question; the
+    ``CONTEXT_SENTENCES`` best (ties: the earlier) are joined in their order in the context.
+    ``NOT_IN_CONTEXT`` when none scores.
     """
     wanted = set(content_words(question))
     scored = [
@@ -99,14 +126,14 @@ def reply_to(question: str) -> str:
     """The reply to a message without context.
 
     ``GREETING`` when the message is empty or only greets (words such as "hi", "hello",
-    "good morning"); else ``You asked: "Q". This is the HolySheep emulator's short reply.``
-    with Q the message, whitespace collapsed, cut to ``QUOTE_LIMIT_TOKENS`` tokens.
+    "good morning"); else ``Noted: "Q" — `` + ``SHORT_REPLY``, with Q the message,
+    whitespace collapsed, cut to ``QUOTE_LIMIT_TOKENS`` tokens.
     """
     words = re.findall(r"[^\W\d_]+", question.lower())
     if not words or set(words) <= _GREETING_WORDS:
         return GREETING
     quoted = truncate_tokens(" ".join(question.split()), QUOTE_LIMIT_TOKENS)
-    return f'You asked: "{quoted}". This is the HolySheep emulator\'s short reply.'
+    return f'Noted: "{quoted}" — {SHORT_REPLY}'
 
 
 def tool_results_text(results: Sequence[Mapping[str, Any]], names: Mapping[str, str]) -> str:

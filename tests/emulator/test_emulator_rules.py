@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from holysheep_core.emulator import (
     MESSAGE_OVERHEAD_TOKENS,
+    answer_from_context,
     count_message_tokens,
     count_prompt_tokens,
     count_tokens,
@@ -44,8 +45,8 @@ def test_usage_adds_up_by_the_documented_rule(client: httpx.Client) -> None:
     assert usage["prompt_tokens"] == count_prompt_tokens(messages)
     content = body["choices"][0]["message"]["content"]
     assert content == reply_to("Hello, world!")
-    assert usage["completion_tokens"] == count_tokens(content) == 20
-    assert usage["total_tokens"] == 36
+    assert usage["completion_tokens"] == count_tokens(content) == 24
+    assert usage["total_tokens"] == 40
     assert usage["prompt_tokens_details"] == {"cached_tokens": 0}
     assert usage["completion_tokens_details"] == {"reasoning_tokens": 0}
 
@@ -81,7 +82,8 @@ def test_a_message_without_context_gets_a_short_reply_naming_it(client: httpx.Cl
     ]
     content = chat(client, messages=messages)["choices"][0]["message"]["content"]
     assert content == (
-        'You asked: "What should I see in Lisbon?". This is the HolySheep emulator\'s short reply.'
+        'Noted: "What should I see in Lisbon?" — the HolySheep emulator keeps its replies '
+        "short; a live model would say more."
     )
     for greeting in ("Hi", "hello there!", "Good morning", "  "):
         answer = chat(client, messages=[user(greeting)])["choices"][0]["message"]["content"]
@@ -136,20 +138,20 @@ def test_a_context_that_does_not_match_says_so(client: httpx.Client) -> None:
 def test_stop_cuts_before_the_earliest_stop_sequence(client: httpx.Client) -> None:
     messages = [user("alpha beta gamma delta")]
     choice = chat(client, messages=messages, stop=["delta", " beta"])["choices"][0]
-    assert choice["message"]["content"] == 'You asked: "alpha'
+    assert choice["message"]["content"] == 'Noted: "alpha'
     assert choice["finish_reason"] == "stop"
     choice = chat(client, messages=messages, stop="gamma")["choices"][0]
-    assert choice["message"]["content"] == 'You asked: "alpha beta '
+    assert choice["message"]["content"] == 'Noted: "alpha beta '
 
 
 def test_max_tokens_truncates_with_finish_reason_length(client: httpx.Client) -> None:
-    body = chat(client, messages=[user("one two three four five six")], max_tokens=6)
+    body = chat(client, messages=[user("one two three four five six")], max_tokens=5)
     choice = body["choices"][0]
-    assert choice["message"]["content"] == 'You asked: "one two'
+    assert choice["message"]["content"] == 'Noted: "one two'
     assert choice["finish_reason"] == "length"
-    assert body["usage"]["completion_tokens"] == 6
-    newer_name = chat(client, messages=[user("one two three")], max_completion_tokens=3)
-    assert newer_name["choices"][0]["message"]["content"] == "You asked:"
+    assert body["usage"]["completion_tokens"] == 5
+    newer_name = chat(client, messages=[user("one two three")], max_completion_tokens=2)
+    assert newer_name["choices"][0]["message"]["content"] == "Noted:"
 
 
 def test_max_tokens_that_fits_keeps_finish_reason_stop(client: httpx.Client) -> None:
@@ -368,3 +370,16 @@ def test_json_schema_values_come_from_the_message(client: httpx.Client) -> None:
         "unit": "fahrenheit",
         "rainy": True,
     }
+
+
+def test_hard_wrapped_context_is_read_as_sentences() -> None:
+    context = (
+        "# Pricing\n\nCredits are sold at one yuan per dollar of usage, against a market rate"
+        "\nnear 7.3 yuan per dollar. Every model has a price per million tokens: deepseek-v3.2"
+        "\ncosts 0.42 dollars.\n- Refunds take a week.\n---------\nfile_path: pricing.md"
+    )
+    assert answer_from_context(context, "How are credits priced per million tokens?") == (
+        "Credits are sold at one yuan per dollar of usage, against a market rate near 7.3 yuan "
+        "per dollar. Every model has a price per million tokens: deepseek-v3.2 costs 0.42 dollars."
+    )
+    assert answer_from_context(context, "When are refunds made?") == "Refunds take a week."
