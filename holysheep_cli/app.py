@@ -160,12 +160,6 @@ def emulator(
     ] = None,
     latency: Annotated[float, typer.Option(help="Seconds before each answer.")] = 0.0,
     chunk_delay: Annotated[float, typer.Option(help="Seconds between stream chunks.")] = 0.0,
-    keep_requests: Annotated[
-        int,
-        typer.Option(
-            min=0, help="Keep this many of the latest requests in memory (for embedding use)."
-        ),
-    ] = 0,
 ) -> None:
     """Serve the OpenAI-compatible emulator until interrupted."""
     from holysheep_core.emulator import serve
@@ -181,7 +175,6 @@ def emulator(
                 api_key,
                 latency=latency,
                 chunk_delay=chunk_delay,
-                keep_requests=keep_requests,
                 on_ready=ready,
             )
     except OSError as exc:
