@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 from decimal import Decimal
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -125,3 +128,23 @@ def test_the_core_imports_neither_the_command_line_nor_the_adapters() -> None:
     assert "holysheep_core" in loaded
     forbidden = {"typer", "rich", "holysheep_cli", "langchain_holysheep", "llama_index_holysheep"}
     assert loaded & (forbidden | {"langchain_core", "llama_index"}) == set()
+
+
+def test_the_emulator_command_serves_until_interrupted() -> None:
+    script = (
+        "import sys; sys.argv = ['holysheep', 'emulator', '--port', '0']\n"
+        "from holysheep_cli import main; main()"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line).group(1)
+        models = httpx.get(f"{url}/models", headers={"Authorization": "Bearer hs-any"})
+        assert models.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
+        process.stdout.close()
