@@ -8,8 +8,10 @@ particular prompt.
 
 Requests and responses
     ``emu.requests`` holds the latest ``keep_requests`` requests (1,000 by default, None:
-    all; ``serve()`` and ``holysheep emulator`` keep none unless asked), so memory stays
-    bounded however long it runs; the prompt cache keeps 1,024 entries.
+    all; ``serve()`` and ``holysheep emulator`` keep none), so memory stays bounded however
+    long it runs; the prompt cache keeps 1,024 entries. ``emu.active_requests`` and
+    ``emu.open_connections`` count what the server sees; a client that leaves mid-request
+    ends the server's work on it (the handler is cancelled).
     Every response has ``x-request-id`` (``req_...``) and ``x-ratelimit-{limit,remaining,
     reset}-{requests,tokens}`` (a one-minute window of 10,000 requests and 2,000,000
     tokens that never runs out). ``/v1/`` needs ``Authorization: Bearer KEY``: the server's
