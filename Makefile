@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench record clean
+.PHONY: demo test test-floor lint bench record clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ test: $(STAMP)
 	$(BIN)/ruff check -q .
 	$(BIN)/ruff format -q --check .
 	$(BIN)/python -m pytest -q
+
+# The replay tests on exactly the vcrpy floor that pyproject.toml declares (the registry is
+# the only network use), so a floor that stops working is caught, not just the newest vcrpy.
+VCRPY_FLOOR := $(shell sed -n 's/.*"vcrpy>=\([0-9.]*\),.*/\1/p' pyproject.toml | head -1)
+FLOOR_DIR := $(VENV)/floor-vcrpy-$(VCRPY_FLOOR)
+
+test-floor: $(STAMP)
+	test -d $(FLOOR_DIR) || $(BIN)/python -m pip install -q --no-deps --target $(FLOOR_DIR) \
+		"vcrpy==$(VCRPY_FLOOR)"
+	PYTHONPATH=$(FLOOR_DIR) $(BIN)/python -c \
+		"import vcr; assert vcr.__version__ == '$(VCRPY_FLOOR)', vcr.__version__"
+	PYTHONPATH=$(FLOOR_DIR) $(BIN)/python -m pytest -q tests/recorded tests/test_replay_plugin.py \
+		tests/test_cassette_hygiene.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,11 +7,18 @@ Answers are deterministic and follow the documented rules below; nothing recogni
 particular prompt.
 
 Requests and responses
+    ``emu.requests`` holds the latest ``keep_requests`` requests (1,000 by default, None:
+    all; ``serve()`` and ``holysheep emulator`` keep none), so memory stays bounded however
+    long it runs; the prompt cache keeps 1,024 entries. ``emu.active_requests`` and
+    ``emu.open_connections`` count what the server sees; a client that leaves mid-request
+    ends the server's work on it (the handler is cancelled).
     Every response has ``x-request-id`` (``req_...``) and ``x-ratelimit-{limit,remaining,
     reset}-{requests,tokens}`` (a one-minute window of 10,000 requests and 2,000,000
     tokens that never runs out). ``/v1/`` needs ``Authorization: Bearer KEY``: the server's
     ``api_key`` if it has one, else any non-empty key; otherwise 401. Invalid bodies get
-    the API's 400 (404 for an unknown model), all errors with the body
+    the API's 400 (404 for an unknown model), an unknown top-level parameter too
+    (``Unrecognized request argument supplied: NAME``; the known ones are
+    ``validation.CHAT_PARAMETERS`` and ``EMBEDDING_PARAMETERS``), all errors with the body
     ``{"error": {"message", "type", "code", "param"}}``.
 
 Models
@@ -33,11 +40,17 @@ Tokens and usage
     server saw before as the first message to the same model, its message tokens;
     else 0.
 
-Text
-    The answer restates the last user message: ``"You said: "`` + its text, whitespace
-    collapsed, cut to 256 tokens (``"Hello! How can I help you today?"`` without one). After
-    tool results it is ``"Based on the tool results: NAME returned CONTENT; ..."``. Choice
-    ``i`` of ``n`` (i >= 1) is prefixed ``"Alternative i: "``. ``stop`` cuts the content
+Text (``answers``)
+    After tool results: ``"Based on the tool results: NAME returned CONTENT; ..."``. With
+    context, i.e. a last user message holding a line that starts ``Query:`` or
+    ``Question:`` (LlamaIndex's and the usual LangChain RAG prompts) after some text: the
+    (at most 2) sentences of that text sharing the most content words with the question,
+    in their order (``answer_from_context``; ``"The provided context does not answer that
+    question."`` when none shares one). Otherwise ``reply_to``: ``"Hello! How can I help
+    you today?"`` for an empty or greeting-only message, else ``Noted: "QUESTION" — the
+    HolySheep emulator keeps its replies short; a live model would say more.`` (the question
+    cut to 32 tokens).
+    Choice ``i`` of ``n`` (i >= 1) is prefixed ``"Alternative i: "``. ``stop`` cuts the content
     before the earliest stop sequence (``finish_reason: "stop"``); ``max_tokens`` (or
     ``max_completion_tokens``) caps the reasoning, content and arguments of each choice
     together, cutting them with ``finish_reason: "length"``. ``seed`` appears in
@@ -48,7 +61,7 @@ Reasoning
     With ``"thinking": {"type": "enabled"}``, a ``reasoning_effort`` other than ``none``,
     or a model id containing ``reasoner``/``thinking`` (unless thinking is disabled), the
     message has ``reasoning_content``: ``"The user asks about: <first 16 tokens of the last
-    user message>. I will answer by restating it."``. As DeepSeek does, an assistant
+    user message>. I will answer briefly."``. As DeepSeek does, an assistant
     message with tool calls after the last user message must then carry
     ``reasoning_content`` (else 400).
 
@@ -56,10 +69,13 @@ Tools
     Match score of a tool: the distinct content words (``content_words``: split at
     non-letters and camelCase, lower-cased, a plural ``s`` dropped, common words left out)
     its name and description share with the last user message. ``tool_choice``: ``none`` →
-    text; a named function → that call; ``required`` → the best-scoring tool (ties and no
-    match: the first declared); ``auto`` (the default) → text when the last message is a tool
-    result, else the tools scoring above zero: each of them, in declaration order, unless
-    ``parallel_tool_calls`` is false (then the best), or text when none scores. Call ids
+    text; a named function → that call; ``required`` → the best-scoring tool among those
+    not called since the last user message (ties and no match: the first declared; when all
+    were called, among all again), so a forced agent loop reaches every tool, a
+    structured-response tool included, in at most as many turns as it has tools; ``auto``
+    (the default) → text when the last message is a tool result, else the tools scoring
+    above zero: each of them, in declaration order, unless ``parallel_tool_calls`` is false
+    (then the best), or text when none scores. Call ids
     are ``call_...``, ``finish_reason`` is ``tool_calls`` and content is null.
 
 Values for schemas (tool arguments, ``json_schema`` output)
@@ -96,6 +112,7 @@ Faults
     constructors for the modes.
 """
 
+from .answers import answer_from_context, answer_text, reply_to
 from .catalog import MODELS, ModelInfo, find_model
 from .embeddings import embed
 from .faults import Fault, FaultKind
@@ -120,6 +137,8 @@ __all__ = [
     "Quirk",
     "RecordedRequest",
     "ValueSource",
+    "answer_from_context",
+    "answer_text",
     "content_words",
     "count_message_tokens",
     "count_prompt_tokens",
@@ -127,5 +146,6 @@ __all__ = [
     "embed",
     "find_model",
     "instance_for",
+    "reply_to",
     "serve",
 ]

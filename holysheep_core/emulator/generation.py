@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .tokens import content_text, count_tokens, truncate_tokens
+from .answers import answer_text, last_user_text
+from .tokens import count_tokens, truncate_tokens
 from .tools import call_arguments, choose_tools
 from .validation import ChatRequest
 from .values import ValueSource, instance_for
 
 __all__ = [
-    "ECHO_LIMIT_TOKENS",
     "Choice",
     "Completion",
     "ToolCall",
@@ -23,9 +23,6 @@ __all__ = [
     "complete",
     "reasoning_text",
 ]
-
-ECHO_LIMIT_TOKENS = 256
-"""At most this many tokens of the user message are restated in an answer."""
 
 REASONING_ECHO_TOKENS = 16
 
@@ -71,51 +68,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(12)}"
 
 
-def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    return next(
-        (content_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
-    )
-
-
 def _excerpt(text: str, limit: int) -> str:
     return truncate_tokens(" ".join(text.split()), limit)
-
-
-def answer_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The text answer to a conversation.
-
-    After tool results (the trailing ``tool`` messages): ``"Based on the tool results: "`` +
-    ``"NAME returned CONTENT"`` for each, joined by ``"; "`` (NAME from the assistant call with
-    that id). Otherwise ``"You said: "`` + the last user message, whitespace collapsed, cut to
-    ``ECHO_LIMIT_TOKENS`` tokens; ``"Hello! How can I help you today?"`` without one.
-    """
-    results = []
-    for message in reversed(messages):
-        if message["role"] not in ("tool", "function"):
-            break
-        results.append(message)
-    if results:
-        names = {
-            call["id"]: call["function"]["name"]
-            for m in messages
-            for call in m.get("tool_calls") or ()
-        }
-        parts = [
-            f"{names.get(m.get('tool_call_id'), m.get('name') or 'tool')} returned "
-            f"{content_text(m.get('content'))}"
-            for m in reversed(results)
-        ]
-        return "Based on the tool results: " + "; ".join(parts)
-    text = last_user_text(messages)
-    if not text.strip():
-        return "Hello! How can I help you today?"
-    return "You said: " + _excerpt(text, ECHO_LIMIT_TOKENS)
 
 
 def reasoning_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """``reasoning_content``: names the first ``REASONING_ECHO_TOKENS`` tokens of the question."""
     question = _excerpt(last_user_text(messages), REASONING_ECHO_TOKENS) or "a greeting"
-    return f"The user asks about: {question}. I will answer by restating it."
+    return f"The user asks about: {question}. I will answer briefly."
 
 
 class _Budget:

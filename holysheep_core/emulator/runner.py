@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .faults import Fault
 from .server import bind, start_site
-from .state import RecordedRequest, ServerConfig, ServerState
+from .state import DEFAULT_KEEP_REQUESTS, RecordedRequest, ServerConfig, ServerState
 from .wire import Quirk
 
 __all__ = ["Emulator", "serve"]
@@ -34,12 +34,14 @@ def _state(
     latency: float,
     chunk_delay: float,
     quirks: Iterable[str],
+    keep_requests: int | None,
 ) -> ServerState:
     config = ServerConfig(
         api_key=api_key,
         latency=latency,
         chunk_delay=chunk_delay,
         quirks=frozenset(Quirk(q) for q in quirks),
+        keep_requests=keep_requests,
     )
     return ServerState(config, faults)
 
@@ -58,6 +60,8 @@ class Emulator:
         chunk_delay: seconds to wait after each stream chunk.
         quirks: ``Quirk`` names applied to every stream (see ``x-emulator-quirks``).
         host: the address to listen on.
+        keep_requests: how many of the latest requests ``requests`` keeps (older ones are
+            dropped, so a long run stays small); None keeps every request, 0 none.
     """
 
     def __init__(
@@ -69,12 +73,14 @@ class Emulator:
         chunk_delay: float = 0.0,
         quirks: Iterable[str] = (),
         host: str = "127.0.0.1",
+        keep_requests: int | None = DEFAULT_KEEP_REQUESTS,
     ) -> None:
-        self._state = _state(api_key, faults, latency, chunk_delay, quirks)
+        self._state = _state(api_key, faults, latency, chunk_delay, quirks, keep_requests)
         self._host = host
         self._url: str | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -85,8 +91,26 @@ class Emulator:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """A snapshot of the requests received so far, oldest first."""
+        """A snapshot of the latest ``keep_requests`` requests received, oldest first."""
         return self._state.requests()
+
+    @property
+    def active_requests(self) -> int:
+        """Requests the server is handling now (waiting, answering or streaming); a client
+        that leaves mid-request ends its request here too, soon after."""
+        return self._state.active_requests
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections clients hold open to the server now (0 when it is not running)."""
+        loop, runner = self._loop, self._runner
+        if loop is None or runner is None or runner.server is None:
+            return 0
+
+        async def count() -> int:
+            return len(runner.server.connections)
+
+        return asyncio.run_coroutine_threadsafe(count(), loop).result(_START_TIMEOUT)
 
     def inject(self, fault: Fault, times: int = 1) -> None:
         """Schedule fault for the next ``times`` matching requests (after those pending)."""
@@ -120,6 +144,7 @@ class Emulator:
         runner: web.AppRunner | None = None
         try:
             runner = loop.run_until_complete(start_site(self._state, sock))
+            self._runner = runner
             self._loop = loop
             ready.set()
             loop.run_forever()
@@ -151,7 +176,7 @@ class Emulator:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(loop.stop)
         thread.join(_STOP_TIMEOUT)
-        self._thread = self._loop = self._url = None
+        self._thread = self._loop = self._runner = self._url = None
 
     def __enter__(self) -> str:
         return self.start()
@@ -178,14 +203,16 @@ def serve(
     latency: float = 0.0,
     chunk_delay: float = 0.0,
     quirks: Iterable[str] = (),
+    keep_requests: int | None = 0,
     on_ready: Callable[[str], None] | None = _announce,
 ) -> None:
     """Serve the emulator on host:port until interrupted (Ctrl-C returns normally).
 
-    Args: as ``Emulator``, plus ``port`` (0 picks a free one) and ``on_ready``, called with
-    the base URL once the server listens (by default it prints it).
+    Args: as ``Emulator`` (except that ``keep_requests`` defaults to 0: nothing can read
+    them here), plus ``port`` (0 picks a free one) and ``on_ready``, called with the base
+    URL once the server listens (by default it prints it).
     """
-    state = _state(api_key, faults, latency, chunk_delay, quirks)
+    state = _state(api_key, faults, latency, chunk_delay, quirks, keep_requests)
 
     async def main() -> None:
         sock = bind(host, port)

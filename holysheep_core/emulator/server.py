@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import errno
 import json
 import logging
 import secrets
@@ -141,6 +142,11 @@ def _quirks(request: web.Request, state: ServerState) -> frozenset[Quirk]:
 async def _front(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Record, authenticate, wait and inject faults before any route runs."""
     state = request.app[STATE]
+    with state.handling():
+        return await _handle(request, handler, state)
+
+
+async def _handle(request: web.Request, handler: Handler, state: ServerState) -> web.StreamResponse:
     exchange = _Exchange()
     _EXCHANGE.set(exchange)
     body = exchange.body = _loads(await request.read())
@@ -290,15 +296,36 @@ def create_app(state: ServerState) -> web.Application:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: a free one)."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host, port), family=family)
+    """A listening TCP socket on host:port (port 0: a free one).
+
+    Raises:
+        OSError: host:port cannot be listened on, with a message that says why in one line
+            (``strerror``), e.g. the port is already in use.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror as exc:
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: unknown host") from None
+    except OSError as exc:
+        reason = (
+            "the port is already in use (choose another, or 0 for a free one)"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror or str(exc)
+        )
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {reason}") from None
 
 
 async def start_site(state: ServerState, sock: socket.socket) -> web.AppRunner:
     """Serve the app on sock; ``await runner.cleanup()`` stops it and closes every connection."""
+    # handler_cancellation: like the API, stop answering a client that has gone (a stream
+    # left early, a cancelled call) instead of generating for nobody.
     runner = web.AppRunner(
-        create_app(state), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+        create_app(state),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        handler_cancellation=True,
     )
     await runner.setup()
     await web.SockSite(runner, sock).start()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,20 @@ from .tokens import count_message_tokens
 from .validation import ChatRequest
 from .wire import Quirk
 
-__all__ = ["RateWindow", "RecordedRequest", "ServerConfig", "ServerState"]
+__all__ = [
+    "DEFAULT_KEEP_REQUESTS",
+    "PROMPT_CACHE_ENTRIES",
+    "RateWindow",
+    "RecordedRequest",
+    "ServerConfig",
+    "ServerState",
+]
+
+DEFAULT_KEEP_REQUESTS = 1000
+"""How many of the latest requests an ``Emulator`` keeps for ``emu.requests`` by default."""
+
+PROMPT_CACHE_ENTRIES = 1024
+"""The prompt cache remembers this many (model, system message) pairs, least recent dropped."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -26,6 +41,18 @@ class ServerConfig:
     latency: float = 0.0
     chunk_delay: float = 0.0
     quirks: frozenset[Quirk] = frozenset()
+    keep_requests: int | None = DEFAULT_KEEP_REQUESTS
+
+    def __post_init__(self) -> None:
+        if self.keep_requests is not None and (
+            isinstance(self.keep_requests, bool)
+            or not isinstance(self.keep_requests, int)
+            or self.keep_requests < 0
+        ):
+            raise ValueError(
+                f"keep_requests must be a whole number >= 0 or None (keep all), "
+                f"not {self.keep_requests!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +113,42 @@ class RateWindow:
 
 
 class ServerState:
-    """Recorded requests, the fault schedule, the prompt cache and the rate window."""
+    """Recorded requests, the fault schedule, the prompt cache and the rate window.
+
+    Memory stays bounded however long the server runs: it keeps the latest
+    ``config.keep_requests`` requests (None: all of them) and ``PROMPT_CACHE_ENTRIES``
+    prompt-cache entries.
+    """
 
     def __init__(self, config: ServerConfig, faults: Iterable[Fault] = ()) -> None:
         self.config = config
         self.schedule = FaultSchedule(faults)
         self.rate = RateWindow()
         self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._cached_prefixes: set[tuple[str, str]] = set()
+        self._requests: deque[RecordedRequest] = deque(maxlen=config.keep_requests)
+        self._cached_prefixes: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._active = 0
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Count one request as in progress for the duration of the block."""
+        with self._lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    @property
+    def active_requests(self) -> int:
+        """Requests being handled now: waiting, answering or streaming."""
+        with self._lock:
+            return self._active
 
     def record(self, request: RecordedRequest) -> None:
+        if self.config.keep_requests == 0:
+            return
         with self._lock:
             self._requests.append(request)
 
@@ -112,7 +164,10 @@ class ServerState:
         key = (request.model_id, json.dumps(first.get("content")))
         with self._lock:
             seen = key in self._cached_prefixes
-            self._cached_prefixes.add(key)
+            self._cached_prefixes[key] = None
+            self._cached_prefixes.move_to_end(key)
+            if len(self._cached_prefixes) > PROMPT_CACHE_ENTRIES:
+                self._cached_prefixes.popitem(last=False)
         return count_message_tokens(first) if seen else 0
 
     def reset(self) -> None:

@@ -32,6 +32,20 @@ MAX_DIMENSIONS = 3072
 DEFAULT_DIMENSIONS = 256
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
+CHAT_PARAMETERS = frozenset(
+    """
+    model messages audio frequency_penalty function_call functions logit_bias logprobs
+    max_completion_tokens max_tokens metadata modalities n parallel_tool_calls prediction
+    presence_penalty prompt_cache_key reasoning_effort response_format safety_identifier seed
+    service_tier stop store stream stream_options temperature thinking tool_choice tools
+    top_logprobs top_p user verbosity web_search_options
+    """.split()  # noqa: SIM905 - a word list reads better than 35 quoted strings
+)
+"""Top-level chat parameters the API knows (OpenAI's, plus DeepSeek's ``thinking``)."""
+
+EMBEDDING_PARAMETERS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+"""Top-level embedding parameters the API knows."""
+
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
@@ -86,6 +100,13 @@ def parse_json_body(body: Any) -> Mapping[str, Any]:
             code=None,
         )
     return body
+
+
+def _refuse_unknown(body: Mapping[str, Any], known: frozenset[str]) -> None:
+    # The API's own words for a misspelt or unsupported argument.
+    unknown = [key for key in body if key not in known]
+    if unknown:
+        raise invalid(f"Unrecognized request argument supplied: {unknown[0]}", code=None)
 
 
 def _present(body: Mapping[str, Any], key: str) -> bool:
@@ -184,6 +205,7 @@ def _unknown_model(model_id: str) -> APIError:
 def parse_chat_request(body: Any) -> ChatRequest:
     """Validate a chat completion body, raising the API's 400/404 ``APIError``."""
     body = parse_json_body(body)
+    _refuse_unknown(body, CHAT_PARAMETERS)
     model_id = _require_model(body)
     model = find_model(model_id)
     if model is None:
@@ -552,6 +574,7 @@ def _check_context(model: ModelInfo, prompt_tokens: int, max_tokens: int | None)
 def parse_embedding_request(body: Any) -> EmbeddingRequest:
     """Validate an embeddings body, raising the API's 400 ``APIError``."""
     body = parse_json_body(body)
+    _refuse_unknown(body, EMBEDDING_PARAMETERS)
     model_id = _require_model(body)
     value = body.get("input")
     if value is None:

@@ -32,18 +32,12 @@ from holysheep_core import (
     UnprocessableEntityError,
     UsageRecorded,
 )
-from holysheep_core.emulator import Fault
+from holysheep_core.emulator import Fault, reply_to
 from holysheep_core.shared import shared_client
 
 MODEL = "deepseek-v3.2"
 HI = [{"role": "user", "content": "hi there"}]
 LONG = [{"role": "user", "content": " ".join(f"word{i}" for i in range(120))}]
-
-
-def busy_connections(client: HolySheepClient) -> int:
-    """Connections of the sync client's httpx pool that a response still holds."""
-    pool = client._transport._client._transport._pool
-    return sum(1 for c in pool.connections if not (c.is_idle() or c.is_closed()))
 
 
 # --- a plain call ---------------------------------------------------------------------------
@@ -52,7 +46,7 @@ def busy_connections(client: HolySheepClient) -> int:
 def test_chat_completion_round_trip(emulator: Any, make_client: Any) -> None:
     client = make_client()
     completion = client.chat_completion(model=MODEL, messages=HI, temperature=0.2)
-    assert completion.choices[0].message.content == "You said: hi there"
+    assert completion.choices[0].message.content == reply_to("hi there")
     assert completion.choices[0].finish_reason == "stop"
     assert completion.model == MODEL
     assert completion.attempts == 1
@@ -395,7 +389,7 @@ def test_stream_round_trip_with_usage_once_and_its_cost(emulator: Any, make_clie
     with client.stream_chat_completion(model=MODEL, messages=HI) as stream:
         chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "You said: hi there"
+    assert text == reply_to("hi there")
     with_usage = [c for c in chunks if c.usage is not None]
     assert with_usage == [chunks[-1]] and chunks[-1].choices == []
     usage = chunks[-1].usage
@@ -549,9 +543,8 @@ def test_leaving_a_stream_early_releases_its_connection(
 ) -> None:
     # One connection and a short pool timeout: a leaked connection makes the next call fail.
     client = make_client(max_connections=1, timeout={"pool": 0.5}, max_retries=0)
-    for _ in range(5):
+    for _ in range(5):  # with one connection, a leaked one fails the next round
         _leave_early(client, how)
-        assert busy_connections(client) == 0
     assert client.chat_completion(model=MODEL, messages=HI).attempts == 1
     stats = client.stats()
     # Each stream is booked once: abandoned, or a success when its whole body (usage and
@@ -570,7 +563,6 @@ def test_leaving_a_slow_stream_early_does_not_wait_for_its_end(
     for _ in range(3):
         with client.stream_chat_completion(model=MODEL, messages=HI) as stream:
             next(stream)
-    assert busy_connections(client) == 0
     assert client.chat_completion(model=MODEL, messages=HI).attempts == 1
 
 

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+from waiting import eventually, eventually_async
 
 from holysheep_core import (
     APITimeoutError,
@@ -28,19 +29,6 @@ from holysheep_core.emulator import Fault
 
 MODEL, BACKUP, SLOW = "gpt-4.1", "deepseek-v3.2", "gemini-2.5-flash"
 HI = [{"role": "user", "content": "hi there"}]
-
-
-def busy_connections(client: Any) -> int:
-    """Connections a response still holds, in the pool the client uses here (for an async
-    client: the running loop's)."""
-    t = client._transport
-    per_loop = getattr(t, "_sessions", None) or getattr(t, "_clients", None)
-    pool = per_loop.current() if per_loop is not None else t._client
-    if pool is None:
-        return 0
-    if hasattr(pool, "connector"):  # an aiohttp session
-        return len(pool.connector._acquired)
-    return sum(1 for c in pool._transport._pool.connections if not (c.is_idle() or c.is_closed()))
 
 
 def other_tasks() -> list[asyncio.Task[Any]]:
@@ -70,6 +58,7 @@ async def test_nothing_leaks_after_every_policy_has_acted(
     store_clock: Any,
 ) -> None:
     threads = threading.active_count()
+    connections_before = emulator.open_connections
     clock = store_clock
     client = make_async_client(**every_policy(clock))
     # The breaker opens on the first model and its calls fall back; a shed one sends nothing.
@@ -94,19 +83,23 @@ async def test_nothing_leaks_after_every_policy_has_acted(
         await client.chat_completion(
             model=MODEL, messages=HI, fallback_models=[], max_tokens=30_000, n=30
         )
-    emulator.inject(Fault.stall_mid_stream(after=1, seconds=5))
+    emulator.inject(Fault.stall_mid_stream(after=1, seconds=30))
     stream = await client.stream_chat_completion(model=MODEL, messages=HI)
     await stream.__anext__()
-    assert busy_connections(client) == 1  # the stalled stream holds one: the count is real
+    # What the server sees (its own count): the cancelled calls' connections were closed,
+    # so it stopped working on them; the stalled stream is the one request left.
+    assert await eventually_async(lambda: emulator.active_requests == 1)
     await stream.aclose()
+    assert await eventually_async(lambda: emulator.active_requests == 0)
 
     assert other_tasks() == []
-    assert busy_connections(client) == 0
     stats = client.stats()
     assert stats.errors == {"BudgetExceededError": 1}  # cancelled calls are not failures
     assert set(stats.breakers.values()) == {"closed"}
     assert client.config.budget_usd.held_usd == 0  # every hold settled or released
     await client.aclose()
+    # Closing the client closes every socket it opened to the server: none was leaked.
+    assert await eventually_async(lambda: emulator.open_connections <= connections_before)
     assert threading.active_count() == threads
 
 
@@ -130,7 +123,7 @@ def test_nothing_leaks_from_many_threads(emulator: Any, make_client: Any, store_
     for w in workers:
         w.join()
     assert len(outcomes) == 40
-    assert busy_connections(client) == 0
+    assert eventually(lambda: emulator.active_requests == 0)  # the server's own count
     assert threading.active_count() == threads
     assert client.config.budget_usd.held_usd == 0
     stats = client.stats()

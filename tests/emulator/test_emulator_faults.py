@@ -1,6 +1,5 @@
 """Fault injection, observed at the HTTP level: header grammar, schedule, and every mode."""
 
-import itertools
 import json
 import threading
 import time
@@ -129,17 +128,19 @@ def test_slow_first_byte_delays_the_headers(client: httpx.Client) -> None:
 
 def test_stall_pauses_mid_stream_then_finishes(client: httpx.Client) -> None:
     arrivals = []
+    sent = time.perf_counter()
     with client.stream(
         "POST", "/chat/completions", json=STREAM_BODY, headers={FAULT_HEADER: "stall=0.2;after=2"}
     ) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 arrivals.append((time.perf_counter(), line))
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals)]
-    assert gaps.index(max(gaps)) == 1
-    assert max(gaps) >= 0.2
+    plain = client.post("/chat/completions", json=STREAM_BODY).text
+    # A true bound whatever the load: the third chunk cannot leave before the stall ends.
+    assert arrivals[2][0] - sent >= 0.2
+    # Then the whole stream, as without the fault, and its end.
+    assert len(arrivals) == sum(line.startswith("data: ") for line in plain.splitlines())
     assert arrivals[-1][1] == "data: [DONE]"
-    assert [line for _, line in arrivals][:-1] != []
 
 
 def test_drop_aborts_after_k_chunks(client: httpx.Client) -> None:
@@ -179,7 +180,7 @@ def test_oversized_line_is_one_long_line_of_the_same_chunk(client: httpx.Client,
     long_lines = [line for line in lines if len(line) > 10_000]
     assert [len(line) for line in long_lines] == [size]
     chunk = json.loads(long_lines[0].removeprefix("data: "))
-    assert chunk["choices"][0]["delta"] == {"content": "You said:"}
+    assert chunk["choices"][0]["delta"] == {"content": 'Noted: "'}
     assert sse_data(response.text)[-1] == "[DONE]"
 
 

@@ -10,9 +10,11 @@ from pydantic import BaseModel
 
 from holysheep_core.emulator import (
     MESSAGE_OVERHEAD_TOKENS,
+    answer_from_context,
     count_message_tokens,
     count_prompt_tokens,
     count_tokens,
+    reply_to,
 )
 
 
@@ -42,9 +44,9 @@ def test_usage_adds_up_by_the_documented_rule(client: httpx.Client) -> None:
     assert usage["prompt_tokens"] == 2 * MESSAGE_OVERHEAD_TOKENS + 3 + 4 + 1 == 16
     assert usage["prompt_tokens"] == count_prompt_tokens(messages)
     content = body["choices"][0]["message"]["content"]
-    assert content == "You said: Hello, world!"
-    assert usage["completion_tokens"] == count_tokens(content) == 7
-    assert usage["total_tokens"] == 23
+    assert content == reply_to("Hello, world!")
+    assert usage["completion_tokens"] == count_tokens(content) == 24
+    assert usage["total_tokens"] == 40
     assert usage["prompt_tokens_details"] == {"cached_tokens": 0}
     assert usage["completion_tokens_details"] == {"reasoning_tokens": 0}
 
@@ -71,58 +73,101 @@ def test_a_repeated_leading_system_message_counts_as_cached(client: httpx.Client
     assert cached_tokens(client, messages=[user("no system"), system]) == 0
 
 
-def test_answers_restate_the_last_user_message(client: httpx.Client) -> None:
-    document = "The Eiffel Tower was completed in 1889 for the World's Fair."
+def test_a_message_without_context_gets_a_short_reply_naming_it(client: httpx.Client) -> None:
     messages = [
-        {"role": "system", "content": "Answer from the context."},
+        {"role": "system", "content": "Be brief."},
         user("Earlier question"),
         {"role": "assistant", "content": "Earlier answer"},
-        user(f"Context: {document}\n\nQuestion: when was it completed?"),
+        user("What should I see in Lisbon?"),
     ]
     content = chat(client, messages=messages)["choices"][0]["message"]["content"]
-    assert content == f"You said: Context: {document} Question: when was it completed?"
-    other = chat(client, messages=[user("Something else")])["choices"][0]["message"]["content"]
-    assert other != content
+    assert content == (
+        'Noted: "What should I see in Lisbon?" — the HolySheep emulator keeps its replies '
+        "short; a live model would say more."
+    )
+    for greeting in ("Hi", "hello there!", "Good morning", "  "):
+        answer = chat(client, messages=[user(greeting)])["choices"][0]["message"]["content"]
+        assert answer == "Hello! How can I help you today?"
 
 
-def test_long_messages_are_restated_up_to_the_echo_limit(client: httpx.Client) -> None:
+def test_long_messages_are_quoted_up_to_the_limit(client: httpx.Client) -> None:
     content = chat(client, messages=[user("word " * 1000)])["choices"][0]["message"]["content"]
-    assert count_tokens(content) == 3 + 256
+    assert content.count("word") == 32
+
+
+ERAS = (
+    "Paris is the capital of France. The Eiffel Tower was completed in 1889 for the World's "
+    "Fair. It is 330 metres tall.\n- Gustave Eiffel's company built the tower."
+)
+
+
+@pytest.mark.parametrize(
+    ("template", "question"),
+    [
+        # LlamaIndex's question-answering prompt.
+        (
+            "Context information is below.\n---------------------\n{context}\n"
+            "---------------------\nGiven the context information and not prior knowledge, "
+            "answer the query.\nQuery: {question}\nAnswer: ",
+            "When was the Eiffel Tower completed?",
+        ),
+        # The usual LangChain retrieval prompt.
+        ("Context: {context}\n\nQuestion: {question}", "When was the Eiffel Tower completed?"),
+    ],
+    ids=["llama-index", "langchain"],
+)
+def test_with_context_the_answer_is_the_best_matching_sentences(
+    client: httpx.Client, template: str, question: str
+) -> None:
+    prompt = template.format(context=ERAS, question=question)
+    content = chat(client, messages=[user(prompt)])["choices"][0]["message"]["content"]
+    # "eiffel tower completed" is shared by the second sentence (3 words), "eiffel tower" by
+    # the last (2): both, in the context's order; nothing of the prompt's own wording.
+    assert content == (
+        "The Eiffel Tower was completed in 1889 for the World's Fair. "
+        "Gustave Eiffel's company built the tower."
+    )
+
+
+def test_a_context_that_does_not_match_says_so(client: httpx.Client) -> None:
+    prompt = f"Context: {ERAS}\nQuestion: How do volcanoes erupt?"
+    content = chat(client, messages=[user(prompt)])["choices"][0]["message"]["content"]
+    assert content == "The provided context does not answer that question."
 
 
 def test_stop_cuts_before_the_earliest_stop_sequence(client: httpx.Client) -> None:
     messages = [user("alpha beta gamma delta")]
     choice = chat(client, messages=messages, stop=["delta", " beta"])["choices"][0]
-    assert choice["message"]["content"] == "You said: alpha"
+    assert choice["message"]["content"] == 'Noted: "alpha'
     assert choice["finish_reason"] == "stop"
     choice = chat(client, messages=messages, stop="gamma")["choices"][0]
-    assert choice["message"]["content"] == "You said: alpha beta "
+    assert choice["message"]["content"] == 'Noted: "alpha beta '
 
 
 def test_max_tokens_truncates_with_finish_reason_length(client: httpx.Client) -> None:
     body = chat(client, messages=[user("one two three four five six")], max_tokens=5)
     choice = body["choices"][0]
-    assert choice["message"]["content"] == "You said: one two"
+    assert choice["message"]["content"] == 'Noted: "one two'
     assert choice["finish_reason"] == "length"
     assert body["usage"]["completion_tokens"] == 5
-    newer_name = chat(client, messages=[user("one two three")], max_completion_tokens=3)
-    assert newer_name["choices"][0]["message"]["content"] == "You said:"
+    newer_name = chat(client, messages=[user("one two three")], max_completion_tokens=2)
+    assert newer_name["choices"][0]["message"]["content"] == "Noted:"
 
 
 def test_max_tokens_that_fits_keeps_finish_reason_stop(client: httpx.Client) -> None:
-    choice = chat(client, messages=[user("one two")], max_tokens=5)["choices"][0]
-    assert (choice["message"]["content"], choice["finish_reason"]) == ("You said: one two", "stop")
+    choice = chat(client, messages=[user("one two")], max_tokens=30)["choices"][0]
+    assert (choice["message"]["content"], choice["finish_reason"]) == (
+        reply_to("one two"),
+        "stop",
+    )
 
 
 def test_n_gives_n_documented_variants(client: httpx.Client) -> None:
-    body = chat(client, messages=[user("Hi")], n=3)
+    body = chat(client, messages=[user("Tell me more")], n=3)
     contents = [c["message"]["content"] for c in body["choices"]]
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
-    assert contents == [
-        "You said: Hi",
-        "Alternative 1: You said: Hi",
-        "Alternative 2: You said: Hi",
-    ]
+    answer = reply_to("Tell me more")
+    assert contents == [answer, f"Alternative 1: {answer}", f"Alternative 2: {answer}"]
     assert body["usage"]["completion_tokens"] == sum(map(count_tokens, contents))
 
 
@@ -134,7 +179,7 @@ def test_seed_is_echoed_and_temperature_changes_nothing(client: httpx.Client) ->
     assert cold["choices"] == [{**hot["choices"][0]}]
 
 
-REASONING_TEXT = "The user asks about: Why is the sky blue?. I will answer by restating it."
+REASONING_TEXT = "The user asks about: Why is the sky blue?. I will answer briefly."
 
 
 @pytest.mark.parametrize(
@@ -223,7 +268,7 @@ def test_json_object_answers_a_documented_object(client: httpx.Client) -> None:
     messages = [user("Reply in JSON: hello")]
     body = chat(client, messages=messages, response_format={"type": "json_object"})
     assert json.loads(body["choices"][0]["message"]["content"]) == {
-        "answer": "You said: Reply in JSON: hello"
+        "answer": reply_to("Reply in JSON: hello")
     }
     response = client.post(
         "/chat/completions",
@@ -325,3 +370,16 @@ def test_json_schema_values_come_from_the_message(client: httpx.Client) -> None:
         "unit": "fahrenheit",
         "rainy": True,
     }
+
+
+def test_hard_wrapped_context_is_read_as_sentences() -> None:
+    context = (
+        "# Pricing\n\nCredits are sold at one yuan per dollar of usage, against a market rate"
+        "\nnear 7.3 yuan per dollar. Every model has a price per million tokens: deepseek-v3.2"
+        "\ncosts 0.42 dollars.\n- Refunds take a week.\n---------\nfile_path: pricing.md"
+    )
+    assert answer_from_context(context, "How are credits priced per million tokens?") == (
+        "Credits are sold at one yuan per dollar of usage, against a market rate near 7.3 yuan "
+        "per dollar. Every model has a price per million tokens: deepseek-v3.2 costs 0.42 dollars."
+    )
+    assert answer_from_context(context, "When are refunds made?") == "Refunds take a week."

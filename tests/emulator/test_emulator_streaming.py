@@ -1,10 +1,12 @@
 """Stream layout: deltas in order, chunk sizes, usage chunks, choice interleaving and quirks."""
 
+import contextlib
+import threading
 import time
 
 import httpx
-import pytest
 from emulator_helpers import API_KEY, BOTH, MODEL, TOOLS, auth, chat, error_of, stream, user
+from waiting import eventually
 
 from holysheep_core.emulator import TOKENS_PER_CHUNK, Emulator, count_tokens
 
@@ -104,13 +106,28 @@ def test_chunk_delay_paces_the_stream() -> None:
     assert elapsed >= 0.02 * len(chunks)
 
 
-@pytest.mark.parametrize("latency", [0.15])
-def test_latency_delays_api_responses_but_not_health(latency: float) -> None:
-    with Emulator(latency=latency) as url, httpx.Client(headers=auth()) as http:
+def test_latency_delays_api_responses() -> None:
+    with Emulator(latency=0.15) as url, httpx.Client(headers=auth()) as http:
         started = time.perf_counter()
-        http.get(url.removesuffix("/v1") + "/health")
-        health = time.perf_counter() - started
-        started = time.perf_counter()
-        http.get(f"{url}/models")
-        api = time.perf_counter() - started
-    assert health < latency <= api
+        assert http.get(f"{url}/models").status_code == 200
+        assert time.perf_counter() - started >= 0.15  # a true lower bound, whatever the load
+
+
+def test_latency_does_not_delay_health() -> None:
+    # Order, not speed: health answers while an API request still waits out its 30 s.
+    emulator = Emulator(latency=30)
+    url = emulator.start()
+
+    def wait_out_the_latency() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # ended by stop()
+            httpx.get(f"{url}/models", headers=auth(), timeout=60)
+
+    waiting = threading.Thread(target=wait_out_the_latency)
+    try:
+        waiting.start()
+        assert eventually(lambda: emulator.active_requests == 1)
+        assert httpx.get(url.removesuffix("/v1") + "/health", timeout=20).status_code == 200
+        assert emulator.active_requests == 1  # the API request is still waiting
+    finally:
+        emulator.stop()  # ends the waiting request
+        waiting.join(10)

@@ -6,6 +6,8 @@ import httpx
 import pytest
 from emulator_helpers import BOTH, MODEL, TOOLS, chat, error_of, stream, tool, user
 
+from holysheep_core.emulator import reply_to
+
 
 def calls(body: dict) -> list[tuple[str, dict]]:
     message = body["choices"][0]["message"]
@@ -33,7 +35,7 @@ def test_camel_case_names_match_too(client: httpx.Client) -> None:
 def test_auto_answers_in_text_when_nothing_matches(client: httpx.Client) -> None:
     body = chat(client, messages=[user("Tell me a joke")], tools=TOOLS)
     assert body["choices"][0]["finish_reason"] == "stop"
-    assert body["choices"][0]["message"]["content"] == "You said: Tell me a joke"
+    assert body["choices"][0]["message"]["content"] == reply_to("Tell me a joke")
     assert "tool_calls" not in body["choices"][0]["message"]
 
 
@@ -56,7 +58,7 @@ def test_without_parallel_calls_only_the_best_tool(client: httpx.Client) -> None
 def test_none_answers_in_text(client: httpx.Client) -> None:
     body = chat(client, messages=[user(BOTH)], tools=TOOLS, tool_choice="none")
     assert calls(body) == []
-    assert body["choices"][0]["message"]["content"] == f"You said: {BOTH}"
+    assert body["choices"][0]["message"]["content"] == reply_to(BOTH)
 
 
 def test_required_calls_the_best_match_else_the_first_tool(client: httpx.Client) -> None:
@@ -93,9 +95,33 @@ def test_tool_results_are_answered_in_text_that_includes_them(client: httpx.Clie
         'Based on the tool results: get_weather returned {"sky": "clear"}; '
         "get_local_time returned 14:05"
     )
-    # "local" and "time" outscore "weather".
+    # Forced to call again, it calls the tool not called yet, as a model would.
     forced = chat(client, messages=messages, tools=TOOLS, tool_choice="required")
-    assert [name for name, _ in calls(forced)] == ["get_local_time"]
+    assert [name for name, _ in calls(forced)] == ["stockQuote"]
+
+
+def test_a_forced_agent_loop_ends_with_its_structured_response_tool(
+    client: httpx.Client,
+) -> None:
+    # What create_agent(response_format=...) sends: the tools plus a structured-response
+    # tool, tool_choice "required" on every turn; the loop ends once that tool is called.
+    report = tool("WeatherReport", "The final answer", {"summary": {"type": "string"}})
+    tools = [*TOOLS, report]
+    messages: list[dict] = [user("What is the weather in Rome?")]
+    called = []
+    for _ in range(len(tools)):
+        body = chat(client, messages=messages, tools=tools, tool_choice="required")
+        [(name, _)] = calls(body)
+        called.append(name)
+        if name == "WeatherReport":
+            break
+        message = body["choices"][0]["message"]
+        messages += [
+            message,
+            {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "ok"},
+        ]
+    assert called[0] == "get_weather"  # the best match first
+    assert called[-1] == "WeatherReport" and len(set(called)) == len(called) <= len(tools)
 
 
 def test_arguments_follow_the_schema_and_the_message(client: httpx.Client) -> None:

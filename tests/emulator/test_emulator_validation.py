@@ -186,3 +186,32 @@ def test_an_emulator_bug_is_an_openai_shaped_500(
         client.post("/chat/completions", json={"model": MODEL, "messages": [user("hi")]}), 500
     )
     assert error["message"] == "The emulator failed: RuntimeError: boom"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/chat/completions", {"model": MODEL, "messages": [user("hi")], "temprature": 0.2}),
+        ("/embeddings", {"model": "text-embedding-3-small", "input": "hi", "temprature": 0.2}),
+    ],
+)
+def test_an_unknown_top_level_parameter_is_refused_like_the_api(
+    client: httpx.Client, path: str, body: dict
+) -> None:
+    error = error_of(client.post(path, json=body), 400)
+    assert error["message"] == "Unrecognized request argument supplied: temprature"
+    assert error["type"] == "invalid_request_error"
+
+
+def test_every_parameter_the_api_documents_is_accepted(client: httpx.Client) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [user("hi")],
+        "user": "ann",
+        "metadata": {"team": "flock"},
+        "store": False,
+        "logit_bias": {},
+        "service_tier": "auto",
+        "prompt_cache_key": "k",
+    }
+    assert client.post("/chat/completions", json=body).status_code == 200

@@ -13,6 +13,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_helpers import chat_bodies, emulated_usage
 
 from holysheep_core import HolySheepClient, PriceTable
+from holysheep_core.emulator import reply_to
 from holysheep_core.pricing import DEFAULT_PROFILES
 from langchain_holysheep import ChatHolySheep
 from langchain_holysheep.messages import usage_metadata
@@ -31,7 +32,7 @@ def test_invoke_metadata_and_usage(emulator: Any, make_chat: Make) -> None:
     reply = make_chat(seed=7).invoke("Count the sheep")
     (body,) = chat_bodies(emulator)
     usage = emulated_usage(body)
-    assert reply.content == "You said: Count the sheep"
+    assert reply.content == reply_to("Count the sheep")
     assert reply.usage_metadata == usage_metadata(usage)
     meta = reply.response_metadata
     assert meta["model_name"] == "deepseek-v3.2"
@@ -95,7 +96,7 @@ def test_thinking_switch(emulator: Any, make_chat: Make) -> None:
 def test_n_choices_report_usage_once(emulator: Any, make_chat: Make) -> None:
     result = make_chat(n=2).generate([[HumanMessage("hi")]])
     first, second = result.generations[0]
-    assert second.message.content == "Alternative 1: You said: hi"
+    assert second.message.content == f"Alternative 1: {reply_to('hi')}"
     (body,) = chat_bodies(emulator)
     assert first.message.usage_metadata == usage_metadata(emulated_usage(body))
     assert second.message.usage_metadata is None
@@ -117,7 +118,7 @@ def test_stream_usage_on_exactly_one_chunk(emulator: Any, chat: ChatHolySheep) -
     assert full.response_metadata["finish_reason"] == "stop"
     assert full.response_metadata["request_id"].startswith("req_")
     assert full.response_metadata["cost_usd"] == float(PriceTable().cost("deepseek-v3.2", usage))
-    assert full.content == "You said: Count every sheep in the meadow"
+    assert full.content == reply_to("Count every sheep in the meadow")
     assert len([c for c in chunks if c.content]) > 1, "the text arrives in pieces"
 
 
@@ -139,7 +140,7 @@ def test_streaming_flag_streams_invoke(emulator: Any, make_chat: Make) -> None:
     reply = make_chat(streaming=True).invoke("hi")
     (body,) = chat_bodies(emulator)
     assert body["stream"] is True
-    assert reply.content == "You said: hi" and reply.usage_metadata is not None
+    assert reply.content == reply_to("hi") and reply.usage_metadata is not None
 
 
 def test_lcel_chain_streams(chat: ChatHolySheep) -> None:
@@ -149,13 +150,13 @@ def test_lcel_chain_streams(chat: ChatHolySheep) -> None:
     chain = prompt | chat | StrOutputParser()
     pieces = list(chain.stream({"topic": "wool"}))
     assert len([p for p in pieces if p]) > 1
-    assert "".join(pieces) == "You said: Tell me about wool"
+    assert "".join(pieces) == reply_to("Tell me about wool")
 
 
 def test_reasoning_surfaced(make_chat: Make) -> None:
     model = make_chat(thinking=True)
     reply = model.invoke("Why is wool warm?")
-    reasoning = "The user asks about: Why is wool warm?. I will answer by restating it."
+    reasoning = "The user asks about: Why is wool warm?. I will answer briefly."
     assert reply.additional_kwargs["reasoning_content"] == reasoning
     assert reply.content_blocks[0] == {"type": "reasoning", "reasoning": reasoning}
     streamed = _collect(list(model.stream("Why is wool warm?")))
@@ -185,7 +186,7 @@ def test_leaving_a_stream_early_releases_it(api_key: str, base_url: str) -> None
         stats = client.stats()
         assert stats.streams_abandoned == 1
         # The pool still works: the connection went back.
-        assert model.invoke("hi").content == "You said: hi"
+        assert model.invoke("hi").content == reply_to("hi")
 
 
 def test_models_with_the_same_settings_share_a_client(api_key: str, base_url: str) -> None:
@@ -257,6 +258,6 @@ def test_misspelt_argument_is_refused(api_key: str) -> None:
 
 def test_batch(emulator: Any, chat: ChatHolySheep) -> None:
     replies = chat.batch(["one", "two", "three"], config={"max_concurrency": 3})
-    assert [r.content for r in replies] == ["You said: one", "You said: two", "You said: three"]
+    assert [r.content for r in replies] == [reply_to("one"), reply_to("two"), reply_to("three")]
     assert all(isinstance(r, AIMessage) and r.usage_metadata for r in replies)
     assert len(chat_bodies(emulator)) == 3

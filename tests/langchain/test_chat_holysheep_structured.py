@@ -13,6 +13,7 @@ from langchain_helpers import chat_bodies
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from holysheep_core.emulator import reply_to
 from langchain_holysheep import ChatHolySheep
 
 PROMPT = 'The field "Long Meadow" holds 42 sheep.'
@@ -71,9 +72,9 @@ def test_json_mode(emulator: Any, chat: ChatHolySheep) -> None:
         answer: str
 
     result = chat.with_structured_output(Answer, method="json_mode").invoke("Reply in JSON: hi")
-    assert result == Answer(answer="You said: Reply in JSON: hi")
+    assert result == Answer(answer=reply_to("Reply in JSON: hi"))
     as_dict = chat.with_structured_output(method="json_mode").invoke("Reply in JSON: hi")
-    assert as_dict == {"answer": "You said: Reply in JSON: hi"}
+    assert as_dict == {"answer": reply_to("Reply in JSON: hi")}
     assert [b["response_format"] for b in chat_bodies(emulator)] == [{"type": "json_object"}] * 2
 
 

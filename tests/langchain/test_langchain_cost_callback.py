@@ -16,6 +16,7 @@ from langchain_core.runnables import Runnable
 from langchain_helpers import chat_bodies, emulated_usage, expected_cost
 
 from holysheep_core import PriceTable
+from holysheep_core.emulator import reply_to
 from langchain_holysheep import (
     ChatHolySheep,
     HolySheepCallbackHandler,
@@ -65,7 +66,7 @@ def test_invoke_stream_batch(emulator: Any, two_model_chain: Runnable[Any, str])
         two_model_chain.invoke({"animal": "a sheep"})
         pieces = list(two_model_chain.stream({"animal": "a ram"}))
         two_model_chain.batch([{"animal": "a lamb"}, {"animal": "a ewe"}, {"animal": "a goat"}])
-    assert "".join(pieces).startswith("You said: Summarise: You said: Describe a ram")
+    assert "".join(pieces) == reply_to(f"Summarise: {reply_to('Describe a ram in a sentence')}")
     bodies = chat_bodies(emulator)
     assert len(bodies) == 10
     assert sum(bool(b.get("stream")) for b in bodies) == 2, "stream() streams both models"

@@ -24,7 +24,7 @@ from langchain_core.exceptions import (
 from langchain_helpers import chat_bodies
 
 from holysheep_core import errors as core
-from holysheep_core.emulator import Fault
+from holysheep_core.emulator import Fault, reply_to
 from langchain_holysheep import ChatHolySheep
 from langchain_holysheep.errors import (
     HolySheepRateLimitError,
@@ -143,7 +143,7 @@ async def test_server_error_async(emulator: Any, strict_chat: ChatHolySheep) -> 
 def test_retries_happen_in_the_core(emulator: Any, make_chat: Callable[..., Any]) -> None:
     emulator.inject(Fault.status(503, retry_after=0))
     reply = make_chat(max_retries=1).invoke("hi")
-    assert reply.content == "You said: hi"
+    assert reply.content == reply_to("hi")
     assert len(chat_bodies(emulator)) == 2
 
 

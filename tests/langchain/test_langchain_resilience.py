@@ -21,7 +21,7 @@ from holysheep_core import (
     ModelProfile,
     PriceTable,
 )
-from holysheep_core.emulator import Fault
+from holysheep_core.emulator import Fault, reply_to
 from langchain_holysheep import ChatHolySheep, HolySheepEmbeddings, get_holysheep_callback
 from langchain_holysheep.errors import HolySheepBudgetExceededError, HolySheepServerError
 
@@ -66,7 +66,7 @@ async def test_a_failing_model_falls_back_and_books_the_model_that_served(
     with get_holysheep_callback() as cb:
         reply = await _reply(chat, way, "who answers?")
     assert _sent_models(emulator) == [PRIMARY, BACKUP]
-    assert reply.content == "You said: who answers?"
+    assert reply.content == reply_to("who answers?")
     assert reply.response_metadata["model_name"] == BACKUP
     served = chat_bodies(emulator)[1:]
     assert reply.response_metadata["cost_usd"] == float(expected_cost(served))

@@ -22,7 +22,7 @@ from holysheep_core import (
     PriceTable,
     StreamError,
 )
-from holysheep_core.emulator import MODELS, Fault
+from holysheep_core.emulator import MODELS, Fault, reply_to
 from holysheep_core.pricing import DEFAULT_PROFILES
 from llama_index_holysheep import (
     DEFAULT_CONTEXT_WINDOW,
@@ -83,7 +83,7 @@ def test_key_and_base_url_come_from_the_environment(
     monkeypatch.setenv("HOLYSHEEP_BASE_URL", base_url)
     llm = HolySheep()
     assert llm.api_base == base_url
-    assert llm.complete("Hi").text == "You said: Hi"
+    assert llm.complete("Hi").text == reply_to("Hi")
 
 
 def test_a_missing_or_malformed_key_fails_at_construction(
@@ -158,7 +158,7 @@ async def test_each_method_fires_callbacks_and_events_exactly_once(
     llm = make_llm(callback_manager=CallbackManager([callback_log]))
     final, _ = await call(llm, method, "Hello there")
     text = final.message.content if method in CHAT_METHODS else final.text
-    assert text == "You said: Hello there"
+    assert text == reply_to("Hello there")
     assert len(emulator.requests) == 1
     assert (len(callback_log.starts), len(callback_log.ends)) == (1, 1)
     kind = "Chat" if method in CHAT_METHODS else "Completion"
@@ -195,7 +195,7 @@ def test_a_stream_left_early_releases_its_connection(llm: HolySheep) -> None:
     assert next(stream).delta
     stream.close()
     assert client.stats().streams_abandoned == before + 1
-    assert llm.complete("Hi").text == "You said: Hi"  # the pool still works
+    assert llm.complete("Hi").text == reply_to("Hi")  # the pool still works
 
 
 # --- errors are the core's typed errors --------------------------------------------------

@@ -20,7 +20,7 @@ from holysheep_core import (
     PriceTable,
     TokenUsage,
 )
-from holysheep_core.emulator import Fault
+from holysheep_core.emulator import Fault, reply_to
 from llama_index_holysheep import HolySheepCostHandler, HolySheepUsageEventHandler
 
 PRIMARY, BACKUP = "gpt-4.1", "deepseek-v3.2"
@@ -47,7 +47,7 @@ async def test_a_failing_model_falls_back_and_books_the_model_that_served(
         final, _ = await call(llm, method, text)
     assert chat_models_sent(emulator) == [PRIMARY, BACKUP]
     assert final.raw["model"] == BACKUP
-    usage = usage_by_rule(emulator.requests[-1].body, f"You said: {text}")
+    usage = usage_by_rule(emulator.requests[-1].body, reply_to(text))
     expected = TokenUsage.from_usage(usage, PriceTable().cost(BACKUP, usage))
     for report in (handler, events):
         assert report.by_model == {BACKUP: expected}

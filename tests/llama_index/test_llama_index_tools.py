@@ -18,7 +18,7 @@ from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel
 
 from holysheep_core import AsyncHolySheepClient, BadRequestError, HolySheepClient
-from holysheep_core.emulator import QUIRKS_HEADER, count_prompt_tokens, count_tokens
+from holysheep_core.emulator import QUIRKS_HEADER, count_prompt_tokens, count_tokens, reply_to
 from llama_index_holysheep import HolySheep
 
 
@@ -210,7 +210,7 @@ async def test_react_agent_answers(streaming: bool, llm: Any, emulator: Any) -> 
     # one line, so this drives the agent's chat path through to an (implicit) answer.
     agent = ReActAgent(tools=[ADD], llm=llm, streaming=streaming)
     result = await agent.run("Hello agent")
-    assert str(result) == "You said: Hello agent"
+    assert str(result) == reply_to("Hello agent")
     system = emulator.requests[-1].body["messages"][0]
     assert system["role"] == "system" and "add" in system["content"]
     assert json.dumps(emulator.requests[-1].body)  # a plain JSON body

@@ -25,7 +25,7 @@ from llama_index_helpers import (
 )
 
 from holysheep_core import PriceTable, TokenUsage
-from holysheep_core.emulator import count_message_tokens, count_tokens
+from holysheep_core.emulator import count_message_tokens, count_tokens, reply_to
 from llama_index_holysheep import HolySheepCostHandler, HolySheepUsageEventHandler
 
 # A tokenizer no real text matches: any count LlamaIndex made itself would show up as 1000s.
@@ -45,7 +45,7 @@ async def test_token_counting_handler_records_the_servers_numbers(
     text = "Count these words, please: alpha beta gamma"
     final, _ = await call(llm, method, text)
     (event,) = counter.llm_token_counts
-    expected = usage_by_rule(emulator.requests[-1].body, f"You said: {text}")
+    expected = usage_by_rule(emulator.requests[-1].body, reply_to(text))
     assert (event.prompt_token_count, event.completion_token_count) == (
         expected.prompt_tokens,
         expected.completion_tokens,
@@ -76,7 +76,7 @@ async def test_both_cost_handlers_equal_usage_times_prices(make_llm: Any, emulat
             text = f"Question number {i} about {model}"
             await call(llm, method, text)
             texts.append(text)
-            answers.append(f"You said: {text}")
+            answers.append(reply_to(text))
     expected = expected_costs(emulator, answers)
     assert set(expected) == {"deepseek-v3.2", "gpt-4.1"}
     for report in (handler, events):
@@ -104,7 +104,7 @@ async def test_concurrent_calls_are_each_counted_once(make_llm: Any, emulator: A
     expected = sum(
         (
             TokenUsage.from_usage(
-                u := usage_by_rule(answers[t].body, f"You said: {t}"),
+                u := usage_by_rule(answers[t].body, reply_to(t)),
                 PriceTable().cost("deepseek-v3.2", u),
             )
             for t in texts
@@ -190,7 +190,7 @@ def test_a_stream_closed_after_its_last_response_is_counted_once(
         while last is None or "cost_usd" not in last.additional_kwargs:
             last = next(stream)
         stream.close()  # before the generator itself finished
-    expected = usage_by_rule(emulator.requests[-1].body, "You said: stop right after the end")
+    expected = usage_by_rule(emulator.requests[-1].body, reply_to("stop right after the end"))
     # The event handler saw the final response go by; the callback manager only saw the
     # close, so the cost handler can only say the call was left.
     assert events.successful_requests == 1 and events.total_tokens == expected.total_tokens

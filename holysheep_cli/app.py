@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from .config import ENV_BASE_URL, ENV_KEY
-from .errors import HolySheepError
+from holysheep_core.config import DEFAULT_BASE_URL, ENV_BASE_URL, ENV_KEY
+from holysheep_core.errors import HolySheepError
+
+from . import DEMO_EXTRA, missing_extra
 
 app = typer.Typer(
     help="HolySheep AI from the command line: demo, chat, models, and a local emulator.",
@@ -48,13 +51,11 @@ def endpoint(use_emulator: bool | None) -> Iterator[tuple[str, str, Any]]:
     if not use_emulator:
         if not key:
             raise typer.BadParameter(f"--live needs {ENV_KEY} to be set")
-        from .config import DEFAULT_BASE_URL
-
         yield os.environ.get(ENV_BASE_URL, DEFAULT_BASE_URL), key, None
         return
-    from .emulator import Emulator
+    from holysheep_core.emulator import Emulator
 
-    emu = Emulator(api_key=EMULATOR_KEY)
+    emu = Emulator(api_key=EMULATOR_KEY, keep_requests=0)
     url = emu.start()
     try:
         yield url, EMULATOR_KEY, emu
@@ -71,6 +72,10 @@ def demo(
     ] = "gpt-4.1",
 ) -> None:
     """Run the tour: LangChain and LlamaIndex over HolySheep, a ridden-out 429, a cost table."""
+    message = missing_extra(DEMO_EXTRA)
+    if message is not None:
+        print(message, file=sys.stderr)
+        raise typer.Exit(1)
     from .demo import run_demo
 
     with endpoint(use_emulator) as (url, key, emu):
@@ -93,7 +98,7 @@ def chat(
     use_emulator: UseEmulator = None,
 ) -> None:
     """Ask one question and stream the answer, then print tokens and cost."""
-    from .client import HolySheepClient
+    from holysheep_core.client import HolySheepClient
 
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
@@ -124,7 +129,7 @@ def models(use_emulator: UseEmulator = None) -> None:
     """List the models the API serves, with our prices and context windows."""
     from rich.table import Table
 
-    from .client import HolySheepClient
+    from holysheep_core.client import HolySheepClient
 
     with (
         endpoint(use_emulator) as (url, key, _),
@@ -157,22 +162,31 @@ def emulator(
     chunk_delay: Annotated[float, typer.Option(help="Seconds between stream chunks.")] = 0.0,
 ) -> None:
     """Serve the OpenAI-compatible emulator until interrupted."""
-    from .emulator import serve
+    from holysheep_core.emulator import serve
 
     def ready(url: str) -> None:
         console.print(f"HolySheep emulator on {url} (Ctrl-C to stop)")
 
-    with contextlib.suppress(KeyboardInterrupt):
-        serve(host, port, api_key, latency=latency, chunk_delay=chunk_delay, on_ready=ready)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(
+                host,
+                port,
+                api_key,
+                latency=latency,
+                chunk_delay=chunk_delay,
+                on_ready=ready,
+            )
+    except OSError as exc:
+        # One line, no traceback: a taken port is a user's everyday mistake.
+        print(f"holysheep emulator: {exc.strerror or exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 
-def main() -> None:
+def run() -> None:
+    """Run the command line; core errors end it with one line and exit status 1."""
     try:
         app()
     except HolySheepError as exc:
         err_console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
         raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -7,24 +7,29 @@ clients whose hooks feed the closing table, next to the frameworks' own cost cal
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections import defaultdict
 from importlib import resources
 from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.rule import Rule
 from rich.table import Column, Table
+from rich.text import Text
 
-from ..accounting import TokenUsage, quantile
-from ..client import AsyncHolySheepClient, HolySheepClient
-from ..config import ClientConfig
-from ..hooks import RetryScheduled, UsageRecorded
-from ..policy.retry import RetryPolicy
-from ..pricing import ModelPrice, PriceTable
+from holysheep_core.accounting import TokenUsage, quantile
+from holysheep_core.client import AsyncHolySheepClient, HolySheepClient
+from holysheep_core.config import ClientConfig
+from holysheep_core.hooks import RetryScheduled, UsageRecorded
+from holysheep_core.policy.retry import RetryPolicy
+from holysheep_core.pricing import ModelPrice, PriceTable
 
 EMBEDDING_MODEL = "text-embedding-3-small"
 NUMERIC_COLUMNS = ("calls", "in tok", "out tok", "USD", "p50 ms", "p99 ms")
+MAX_WIDTH = 80  # a usual terminal, and CI logs
 
 __all__ = ["run_demo"]
 
@@ -42,10 +47,12 @@ class _Tally:
 
     def on_retry(self, event: RetryScheduled) -> None:
         self.retries += 1
-        self.console.print(
-            f"  [yellow]↻ {event.status_code or event.error_type} on attempt {event.attempt}"
-            f" ({event.message}); retrying in {event.wait_for:.2f}s[/yellow]"
+        retry = Text(
+            f"↻ {event.status_code or event.error_type} on attempt {event.attempt}"
+            f" ({event.message}); retrying in {event.wait_for:.2f}s",
+            style="yellow",
         )
+        self.console.print(Padding(retry, (0, 0, 0, 2), expand=False))
 
 
 def _documents() -> list[tuple[str, str]]:
@@ -56,6 +63,46 @@ def _documents() -> list[tuple[str, str]]:
 def _step(console: Console, title: str) -> None:
     console.print()
     console.print(Rule(f"[bold]{title}"))
+
+
+def _say(console: Console, text: str, label: str = "") -> None:
+    """One indented paragraph, wrapped at the terminal's width (continuation lines too)."""
+    body = Text(f"{label}: ", style="dim") if label else Text()
+    body.append(text)
+    console.print(Padding(body, (0, 0, 0, 2), expand=False))
+
+
+class _StreamedText:
+    """Prints streamed text as it arrives, indented and wrapped at word boundaries."""
+
+    def __init__(self, console: Console, indent: int = 2) -> None:
+        self.console = console
+        self.width = min(console.width, MAX_WIDTH)
+        self.indent = indent
+        self.column = 0
+        self.pending = ""
+
+    def feed(self, piece: str) -> None:
+        self.pending += piece
+        *words, self.pending = re.split(r"\s+", self.pending)
+        for word in words:
+            self._word(word)
+
+    def close(self) -> None:
+        self._word(self.pending)
+        self.pending = ""
+        if self.column:
+            self.console.print()
+
+    def _word(self, word: str) -> None:
+        if not word:
+            return
+        if self.column and self.column + 1 + len(word) > self.width:
+            self.console.print()
+            self.column = 0
+        prefix = " " if self.column else " " * self.indent
+        self.console.print(prefix + word, end="", markup=False, highlight=False)
+        self.column += len(prefix) + len(word)
 
 
 def _langchain_steps(
@@ -77,9 +124,18 @@ def _langchain_steps(
         | llm
         | StrOutputParser()
     )
-    for piece in chain.stream({"question": "What should I see in Lisbon in one day?"}):
-        console.print(piece, end="", markup=False, highlight=False)
-    console.print()
+    question = "What should I see in Lisbon in one day?"
+    _say(console, question, "you")
+    out = _StreamedText(console)
+    started, first, pieces = time.perf_counter(), None, 0
+    for piece in chain.stream({"question": question}):
+        first = first if first is not None else time.perf_counter() - started
+        pieces += bool(piece)
+        out.feed(piece)
+    out.close()
+    console.print(
+        f"  [dim]{pieces} chunks streamed · first after {(first or 0) * 1000:.0f} ms[/dim]"
+    )
 
     _step(console, f"LangChain · tool call ({model})")
 
@@ -90,12 +146,13 @@ def _langchain_steps(
 
     with_tools = llm.bind_tools([get_weather])
     question = "What is the weather in Lisbon today?"
+    _say(console, question, "you")
     ai = with_tools.invoke(question)
     for call in ai.tool_calls:
         console.print(f"  model called [cyan]{call['name']}[/cyan]({call['args']})")
     messages: list[Any] = [("user", question), ai]
     messages += [get_weather.invoke(call) for call in ai.tool_calls]
-    console.print(f"  answer: {with_tools.invoke(messages).content}")
+    _say(console, str(with_tools.invoke(messages).content), "answer")
 
     _step(console, f"LangChain · structured output ({second_model})")
 
@@ -107,7 +164,9 @@ def _langchain_steps(
         budget_usd: float = Field(description="Budget in US dollars")
 
     planner = ChatHolySheep(model=second_model, **clients).with_structured_output(TripPlan)
-    plan = planner.invoke("Plan a trip to Kyoto for 4 days with 1500 USD.")
+    request = "Plan a trip to Kyoto for 4 days with 1500 USD."
+    _say(console, request, "you")
+    plan = planner.invoke(request)
     console.print(f"  {plan!r}")
 
 
@@ -130,7 +189,7 @@ def _llama_index_steps(
     docs = [Document(text=text, metadata={"file": name}) for name, text in _documents()]
     embed = HolySheepEmbedding(model_name=EMBEDDING_MODEL, callback_manager=callbacks, **li_clients)
     index = VectorStoreIndex.from_documents(docs, embed_model=embed, callback_manager=callbacks)
-    llm = HolySheep(model=second_model, max_tokens=60, callback_manager=callbacks, **li_clients)
+    llm = HolySheep(model=second_model, max_tokens=200, callback_manager=callbacks, **li_clients)
     # Handlers on the LLM alone miss a query engine's calls: its synthesizer takes the
     # callback manager it is given (else the global Settings one), so pass it explicitly.
     engine = RetrieverQueryEngine(
@@ -140,12 +199,17 @@ def _llama_index_steps(
         ),
         callback_manager=callbacks,
     )
-    response = engine.query("How are credits priced per million tokens?")
+    question = "How are credits priced per million tokens?"
+    _say(console, question, "you")
+    response = engine.query(question)
+    out = _StreamedText(console)
     for piece in response.response_gen:
-        console.print(piece, end="", markup=False, highlight=False)
-    console.print()
-    sources = ", ".join(n.node.metadata.get("file", "?") for n in response.source_nodes)
-    console.print(f"  [dim]sources: {sources}[/dim]")
+        out.feed(piece)
+    out.close()
+    sources = ", ".join(
+        f"{n.node.metadata.get('file', '?')} ({n.score:.2f})" for n in response.source_nodes
+    )
+    console.print(f"  [dim]retrieved from {len(docs)} documents: {sources}[/dim]")
 
     _step(console, f"LlamaIndex · agent step with a tool ({model})")
 
@@ -159,8 +223,11 @@ def _llama_index_steps(
         system_prompt="You convert money with the tool you have.",
     )
 
+    request = "Convert 120 money at the exchange rate 7.3"
+    _say(console, request, "you")
+
     async def one_step() -> Any:  # the workflow must start inside a running loop
-        return await agent.run(user_msg="Convert 120 money at the exchange rate 7.3")
+        return await agent.run(user_msg=request)
 
     result = asyncio.run(one_step())
     for call in result.tool_calls:
@@ -168,7 +235,7 @@ def _llama_index_steps(
             f"  agent called [cyan]{call.tool_name}[/cyan]({call.tool_kwargs}) → "
             f"{call.tool_output.content}"
         )
-    console.print(f"  answer: {result.response.content}")
+    _say(console, str(result.response.content), "answer")
     return handler
 
 
@@ -179,11 +246,12 @@ def _ride_out_429(console: Console, clients: dict[str, Any], model: str, emulato
     if emulator is None:
         console.print("  [dim]skipped: faults are injected only on the emulator[/dim]")
         return
-    from ..emulator import Fault
+    from holysheep_core.emulator import Fault
 
     emulator.inject(Fault.status(429, retry_after=0.5), times=1)
+    _say(console, "the next request gets 429 with Retry-After: 0.5", "emulator")
     answer = ChatHolySheep(model=model, **clients).invoke("Are you there?")
-    console.print(f"  answer after the retry: {answer.content}")
+    _say(console, str(answer.content), "answer after the retry")
 
 
 def _table(console: Console, tally: _Tally, reports: list[Any], clients: list[Any]) -> None:

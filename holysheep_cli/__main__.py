@@ -1,0 +1,5 @@
+"""``python -m holysheep_cli``: the ``holysheep`` command."""
+
+from . import main
+
+main()
