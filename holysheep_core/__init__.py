@@ -23,7 +23,9 @@ from .errors import (
     PermissionDeniedError,
     PoolTimeoutError,
     RateLimitError,
+    StreamConnectionError,
     StreamError,
+    StreamTimeoutError,
     UnprocessableEntityError,
 )
 from .hooks import BreakerChanged, FallbackUsed, RetryScheduled, UsageRecorded
@@ -84,7 +86,9 @@ __all__ = [
     "RetryScheduled",
     "StateStore",
     "Stats",
+    "StreamConnectionError",
     "StreamError",
+    "StreamTimeoutError",
     "Timeouts",
     "TokenUsage",
     "UnprocessableEntityError",

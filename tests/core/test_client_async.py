@@ -310,7 +310,7 @@ async def test_mid_stream_drop_is_a_stream_error(emulator: Any, make_async_clien
             got.append(c)
     assert got and info.value.partial_content == text(got)
     assert len(emulator.requests) == 1
-    assert client.stats().errors == {"StreamError": 1}
+    assert client.stats().errors == {"StreamConnectionError": 1}
     await settle()
     assert busy_connections(client) == 0
 

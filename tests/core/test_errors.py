@@ -159,7 +159,9 @@ def test_undecodable_bytes_do_not_crash() -> None:
         ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),  # a bad ms falls back
         ({"retry-after": "-3"}, 0.0),
         ({"retry-after-ms": "-3"}, 0.0),
-        ({"retry-after": "inf"}, float("inf")),  # "never": above any cap, so fail fast
+        ({"retry-after": "inf"}, None),  # no wait at all: as if absent, like nan
+        ({"retry-after-ms": "inf", "retry-after": "2"}, 2.0),
+        ({"retry-after": "-inf"}, None),
         ({}, None),
         ({"retry-after": ""}, None),
         ({"retry-after": "soon"}, None),
