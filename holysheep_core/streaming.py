@@ -139,11 +139,14 @@ class ChunkParser:
         try:
             chunk = ChatCompletionChunk.model_validate_json(data)
         except ValidationError:
-            # Not chained: pydantic's error repeats the event, and it may echo the key.
+            chunk = None
+        if chunk is None:
+            # Raised outside the except block, so not even as __context__: pydantic's
+            # error repeats the event, and the event may echo the key.
             data = self._redact(data)
             if data.lstrip().startswith("{") and '"error"' in data:
-                raise self._server_error(data) from None
-            raise self.error(f"malformed stream event: {_excerpt(data)}") from None
+                raise self._server_error(data)
+            raise self.error(f"malformed stream event: {_excerpt(data)}")
         if chunk.usage is not None:
             self.usage = chunk.usage
             chunk.usage = None

@@ -12,6 +12,7 @@ Faults:
 ``keepalive-sse``     a stream's first chunk, then ``: keep-alive`` comments every 0.5 s
 ``done-then-hold``    a whole stream up to ``data: [DONE]``, then the connection held open
 ``redirect-loop``     ``307`` to the same URL, every time
+``litellm-context``   ``400`` worded as LiteLLM's proxy words a context-window overflow
 ``short-embeddings``  an embeddings answer with one vector fewer than the inputs
 """
 
@@ -124,6 +125,21 @@ class _Handler:
                 f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\n"
                 "Content-Length: 0\r\n\r\n".encode()
             )
+            return True
+        if fault == "litellm-context":
+            error = {
+                "message": "litellm.ContextWindowExceededError: litellm.BadRequestError: "
+                "ContextWindowExceededError: OpenAIException - context window exceeded",
+                "type": None,
+                "param": None,
+                "code": "400",
+            }
+            answer = json.dumps({"error": error}).encode()
+            head = (
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(answer)}\r\n\r\n"
+            )
+            conn.sendall(head.encode() + answer)
             return True
         if fault == "short-embeddings":
             texts = json.loads(body)["input"]
