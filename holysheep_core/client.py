@@ -340,7 +340,8 @@ class HolySheepClient(_ClientBase):
         return self._pipeline.parse(reply, ModelList).data
 
     def health_check(self, timeout: float = 5.0) -> Health:
-        """Whether the API answers ``GET /models`` with this key. Never raises."""
+        """Whether the API answers ``GET /models`` with this key within ``timeout`` seconds
+        (the whole check, however slowly the server answers). Never raises."""
         return self._run(self._health_flow(timeout))
 
     def close(self) -> None:
@@ -455,7 +456,7 @@ class AsyncHolySheepClient(_ClientBase):
         return self._pipeline.parse(reply, ModelList).data
 
     async def health_check(self, timeout: float = 5.0) -> Health:
-        """Whether the API answers ``GET /models`` with this key. Never raises."""
+        """Async twin of :meth:`HolySheepClient.health_check`. Never raises."""
         return await self._run(self._health_flow(timeout))
 
     async def aclose(self) -> None:

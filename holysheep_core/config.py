@@ -43,8 +43,10 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class Timeouts(BaseModel):
-    """Seconds. ``pool`` is how long a call waits for a free connection: short by default so
-    a saturated pool surfaces as ``APITimeoutError`` instead of a silent ten-minute queue."""
+    """Seconds, each for one operation (``read``: the longest wait for the next bytes), all
+    cut short by the call's deadline (``RetryPolicy.deadline``), which bounds the whole call.
+    ``pool`` is how long a call waits for a free connection: short by default so a saturated
+    pool surfaces as ``APITimeoutError`` instead of a silent ten-minute queue."""
 
     model_config = ConfigDict(frozen=True)
 

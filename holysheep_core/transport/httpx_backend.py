@@ -70,7 +70,8 @@ def convert_httpx_error(exc: Exception) -> HolySheepError:
     if isinstance(exc, httpx.PoolTimeout):
         return PoolTimeoutError(POOL_SATURATED)
     if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"request timed out ({type(exc).__name__})")
+        detail = f": {exc}" if str(exc) else ""
+        return APITimeoutError(f"request timed out ({type(exc).__name__}{detail})")
     return APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}")
 
 
@@ -146,6 +147,9 @@ class HttpxTransport(_Builder):
     httpcore's pool from ever queueing a request: with queued requests it can hand a queued
     one a connection it is about to close (encode/httpcore#1110), and the retry that follows
     would send the same POST, and bill it, twice.
+
+    Its sockets cut every wait at the attempt's deadline (:mod:`.deadline`). An injected
+    ``client`` is used as it is: its own transport times each read, not the whole attempt.
     """
 
     def __init__(self, config: ClientConfig, *, client: httpx.Client | None = None) -> None:
