@@ -61,9 +61,10 @@ class _Chunks:
                 loop = asyncio.get_running_loop()
                 async with asyncio.timeout_at(loop_deadline(self.deadline, loop.time())):
                     data = await self._content.readany()
-        except TimeoutError as exc:
-            raise APITimeoutError(STREAM_DEADLINE_PASSED) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # aiohttp's own read timeout is a TimeoutError too: only ours is the deadline.
+            if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ClientError):
+                raise APITimeoutError(STREAM_DEADLINE_PASSED) from exc
             raise convert_aiohttp_error(exc) from exc
         if not data:
             raise StopAsyncIteration

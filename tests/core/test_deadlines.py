@@ -26,6 +26,7 @@ from holysheep_core import (
     Stats,
     StreamTimeoutError,
 )
+from holysheep_core.emulator import Fault
 
 KEY = "hs-deadline-key-0123456789"
 TRANSPORTS = ["sync", "aiohttp", "httpx"]
@@ -152,3 +153,27 @@ async def test_redirects_are_never_followed(raw_server: Any, transport: str) -> 
     while chain is not None:  # no redirect error carrying the request's headers
         assert KEY not in repr(chain.__dict__) and KEY not in str(chain)
         chain = chain.__cause__ or chain.__context__
+
+
+def test_a_stall_mid_stream_is_a_stream_timeout(emulator: Any, make_client: Any) -> None:
+    client = make_client(timeout=0.3, max_retries=0)
+    emulator.inject(Fault.stall_mid_stream(after=2, seconds=5))
+    with pytest.raises(StreamTimeoutError) as caught:
+        for _ in client.stream_chat_completion(model="deepseek-v3.2", messages=MESSAGES):
+            pass
+    assert "deadline" not in str(caught.value)  # the read timeout, not a deadline
+    assert client.stats().errors == {"StreamTimeoutError": 1}
+
+
+async def test_a_stall_mid_stream_is_a_stream_timeout_async(
+    emulator: Any, make_async_client: Any
+) -> None:
+    client = make_async_client(timeout=0.3, max_retries=0)
+    emulator.inject(Fault.stall_mid_stream(after=2, seconds=5))
+    with pytest.raises(StreamTimeoutError) as caught:
+        async for _ in await client.stream_chat_completion(
+            model="deepseek-v3.2", messages=MESSAGES
+        ):
+            pass
+    assert "deadline" not in str(caught.value)
+    assert client.stats().errors == {"StreamTimeoutError": 1}
