@@ -24,7 +24,9 @@ from .errors import (
     PermissionDeniedError,
     PoolTimeoutError,
     RateLimitError,
+    StreamConnectionError,
     StreamError,
+    StreamTimeoutError,
     UnprocessableEntityError,
 )
 from .hooks import BreakerChanged, FallbackUsed, RetryScheduled, UsageRecorded
@@ -88,7 +90,9 @@ __all__ = [
     "RetryScheduled",
     "StateStore",
     "Stats",
+    "StreamConnectionError",
     "StreamError",
+    "StreamTimeoutError",
     "Timeouts",
     "TokenUsage",
     "UnprocessableEntityError",

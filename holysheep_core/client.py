@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from .accounting import Stats, TokenUsage
 from .cache.client_cache import ClientCache
 from .config import ClientConfig
-from .errors import HolySheepError, InvalidRequestError
+from .errors import APIResponseValidationError, HolySheepError, InvalidRequestError
 from .observer import CallEnd, CallWatch, watch_call
 from .params import build_chat_body, build_embeddings_body, encode_json
 from .pipeline import Pipeline, Plan, Served, Wait
@@ -104,22 +104,23 @@ class _ClientBase:
 
     def _embeddings_plans(
         self, model: str, input: str | list[str], params: Mapping[str, Any], batch_size: int
-    ) -> list[Plan]:
+    ) -> list[tuple[Plan, int]]:
+        """One plan per batch, with the number of texts it sends."""
         self._check_open()
         body = build_embeddings_body(model, input, params)  # whole input checked before any batch
         texts = [input] if isinstance(input, str) else input
         if batch_size < 1:
             raise InvalidRequestError("batch_size must be >= 1", param="batch_size")
+        batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
         sends = [
-            Send(
-                "POST",
-                "/embeddings",
-                encode_json(build_embeddings_body(model, texts[i : i + batch_size], params)),
-            )
-            for i in range(0, len(texts), batch_size)
+            Send("POST", "/embeddings", encode_json(build_embeddings_body(model, b, params)))
+            for b in batches
         ]
         watch = watch_call("embeddings", model, self.config, body)
-        return [Plan(s, (model,), None, estimate_tokens(s.body), 0, watch=watch) for s in sends]
+        return [
+            (Plan(s, (model,), None, estimate_tokens(s.body), 0, watch=watch), len(b))
+            for s, b in zip(sends, batches, strict=True)
+        ]
 
     def _health_flow(self, timeout: float) -> Generator[Send, Any, Health]:
         # One plain attempt: no retry, breaker or limiter between the caller and the answer.
@@ -183,9 +184,13 @@ class _ClientBase:
             served.watch,
         )
 
-    def _embedding_batch(self, served: Served, model: str) -> tuple[EmbeddingResponse, int]:
+    def _embedding_batch(
+        self, served: Served, model: str, texts: int
+    ) -> tuple[EmbeddingResponse, int]:
         """One batch's answer, its budget hold settled at once: if a later batch fails, what
-        this one spent is still known."""
+        this one spent is still known. Raises ``APIResponseValidationError`` unless it holds
+        exactly one vector for each of its ``texts`` (indices ``0..texts-1``): a vector
+        short or extra would pair every later text with the wrong vector."""
         p = self._pipeline
         part = p.parse(
             served.reply,
@@ -194,9 +199,23 @@ class _ClientBase:
             guard=served.guard,
             watch=served.watch,
         )
-        if served.guard is not None:
-            usage = _embedding_usage(part)
-            p.settle(served.guard, usage, p.prices.cost(model, usage))
+        usage = _embedding_usage(part)
+        cost = p.prices.cost(model, usage)
+        p.settle(served.guard, usage, cost)
+        indices = sorted(item.index for item in part.data)
+        if indices != list(range(texts)):
+            error = APIResponseValidationError(
+                f"the server returned {len(part.data)} embeddings (indices {_span(indices)}) "
+                f"for {texts} input texts: refused rather than pair texts with wrong vectors",
+                request_id=served.reply.request_id,
+            )
+            error.attempts = served.attempts
+            # Answered, so billed: its usage stays in the ledger though the call failed.
+            p.ledger.add_usage(model, TokenUsage.from_usage(usage, cost))
+            p.fail(error)
+            if served.watch is not None:
+                served.watch.failed(error)
+            raise error
         return part, served.attempts
 
     def _embeddings_failed(self, done: list[tuple[EmbeddingResponse, int]], model: str) -> None:
@@ -233,6 +252,12 @@ class _ClientBase:
                 CallEnd(model, usage, merged._cost_usd, attempts, merged, parts[-1].request_id)
             )
         return merged
+
+
+def _span(indices: list[int]) -> str:
+    if not indices:
+        return "none"
+    return f"{indices[0]}..{indices[-1]}" if len(set(indices)) == len(indices) else "repeated"
 
 
 def _embedding_usage(response: EmbeddingResponse) -> Usage | None:
@@ -356,12 +381,13 @@ class HolySheepClient(_ClientBase):
         started = self._pipeline.clock()
         done: list[tuple[EmbeddingResponse, int]] = []
         try:
-            for plan in plans:
-                done.append(self._embedding_batch(self._run(self._pipeline.call(plan)), model))
+            for plan, texts in plans:
+                served = self._run(self._pipeline.call(plan))
+                done.append(self._embedding_batch(served, model, texts))
         except HolySheepError:
             self._embeddings_failed(done, model)
             raise
-        return self._embeddings_result(done, model, started, plans[0].watch)
+        return self._embeddings_result(done, model, started, plans[0][0].watch)
 
     def models(self) -> list[Model]:
         self._check_open()
@@ -369,7 +395,8 @@ class HolySheepClient(_ClientBase):
         return self._pipeline.parse(reply, ModelList).data
 
     def health_check(self, timeout: float = 5.0) -> Health:
-        """Whether the API answers ``GET /models`` with this key. Never raises."""
+        """Whether the API answers ``GET /models`` with this key within ``timeout`` seconds
+        (the whole check, however slowly the server answers). Never raises."""
         return self._run(self._health_flow(timeout))
 
     def close(self) -> None:
@@ -473,19 +500,22 @@ class AsyncHolySheepClient(_ClientBase):
 
         # A task group, not gather: when one batch fails the others are cancelled instead of
         # running on unobserved.
-        async def batch(plan: Plan) -> tuple[EmbeddingResponse, int]:
-            return self._embedding_batch(await self._run(self._pipeline.call(plan)), model)
+        async def batch(plan: Plan, texts: int) -> tuple[EmbeddingResponse, int]:
+            served = await self._run(self._pipeline.call(plan))
+            return self._embedding_batch(served, model, texts)
 
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(batch(p)) for p in plans]
+                tasks = [group.create_task(batch(p, n)) for p, n in plans]
         except BaseExceptionGroup as eg:
             done = [
                 t.result() for t in tasks if t.done() and not t.cancelled() and not t.exception()
             ]
             self._embeddings_failed(done, model)
             raise eg.exceptions[0] from None
-        return self._embeddings_result([t.result() for t in tasks], model, started, plans[0].watch)
+        return self._embeddings_result(
+            [t.result() for t in tasks], model, started, plans[0][0].watch
+        )
 
     async def models(self) -> list[Model]:
         self._check_open()
@@ -493,7 +523,7 @@ class AsyncHolySheepClient(_ClientBase):
         return self._pipeline.parse(reply, ModelList).data
 
     async def health_check(self, timeout: float = 5.0) -> Health:
-        """Whether the API answers ``GET /models`` with this key. Never raises."""
+        """Async twin of :meth:`HolySheepClient.health_check`. Never raises."""
         return await self._run(self._health_flow(timeout))
 
     async def aclose(self) -> None:

@@ -7,10 +7,12 @@ line, an exception or a dump, and a key that cannot be right is refused before a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -32,16 +34,20 @@ from .policy.retry import RetryPolicy
 from .policy.store import StateStore
 from .pricing import PriceTable
 
-__all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Timeouts", "check_api_key"]
+__all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Timeouts", "check_api_key", "check_headers"]
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
 ENV_KEY = "HOLYSHEEP_API_KEY"
 ENV_BASE_URL = "HOLYSHEEP_BASE_URL"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP header name (RFC 9110 §5.1)."""
 
 
 class Timeouts(BaseModel):
-    """Seconds. ``pool`` is how long a call waits for a free connection: short by default so
-    a saturated pool surfaces as ``APITimeoutError`` instead of a silent ten-minute queue."""
+    """Seconds, each for one operation (``read``: the longest wait for the next bytes), all
+    cut short by the call's deadline (``RetryPolicy.deadline``), which bounds the whole call.
+    ``pool`` is how long a call waits for a free connection: short by default so a saturated
+    pool surfaces as ``APITimeoutError`` instead of a silent ten-minute queue."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -84,6 +90,27 @@ def check_api_key(key: str) -> None:
         raise ConfigurationError(
             f"the API key contains control or non-ASCII characters: check api_key= or {ENV_KEY}"
         )
+
+
+def check_headers(headers: Mapping[str, str], where: str) -> None:
+    """Refuse header names or values no HTTP request can carry (CR, LF, NUL, a name that
+    is no token) before any network call. The message names the header, never its value:
+    values often hold credentials."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigurationError(f"{where}: {name!r} is not a valid header name")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ConfigurationError(
+                f"{where}: the value of header {name!r} contains CR, LF or NUL (or is no string)"
+            )
+
+
+def _mask_userinfo(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return scheme + sep + netloc + slash + path
 
 
 Hook = Callable[[Any], None]
@@ -180,7 +207,22 @@ class ClientConfig(BaseModel):
     def _base_url(cls, v: str) -> str:
         v = v.strip().rstrip("/")
         if not v.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://, got {v!r}")
+            raise ConfigurationError(
+                f"base_url must start with http:// or https://, got {_mask_userinfo(v)!r}"
+            )
+        if "@" in urlsplit(v).netloc:
+            # The transports would send these instead of the key (or fail untyped), and the
+            # password would show in reprs, error notes, breaker keys and httpx's log.
+            raise ConfigurationError(
+                f"base_url must not carry credentials (user:password@), got "
+                f"{_mask_userinfo(v)!r}: pass the key as api_key= or {ENV_KEY}"
+            )
+        return v
+
+    @field_validator("default_headers")
+    @classmethod
+    def _default_headers(cls, v: Mapping[str, str]) -> Mapping[str, str]:
+        check_headers(v, "default_headers")
         return v
 
     @classmethod

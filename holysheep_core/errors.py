@@ -18,6 +18,10 @@
   |   + PoolTimeoutError       (local: our own pool had no free connection in time)
   + APIResponseValidationError (remote: a 2xx answer that is not the wire format)
   + StreamError               (remote: a stream that failed after it started)
+  | + StreamTimeoutError       (it stalled past a read timeout or its deadline; also an
+  |                             APITimeoutError)
+  | + StreamConnectionError    (the connection dropped or ended early; also an
+  |                             APIConnectionError)
   + CircuitOpenError          (policy: the breaker sheds this call)
   + BudgetExceededError       (policy: the call would cross the USD cap)
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -54,7 +59,9 @@ __all__ = [
     "PermissionDeniedError",
     "PoolTimeoutError",
     "RateLimitError",
+    "StreamConnectionError",
     "StreamError",
+    "StreamTimeoutError",
     "UnprocessableEntityError",
     "error_from_response",
     "parse_retry_after",
@@ -222,6 +229,16 @@ class StreamError(HolySheepError):
         )
 
 
+class StreamTimeoutError(StreamError, APITimeoutError):
+    """A stream that stalled past the read timeout, or outlived ``retry.stream_deadline``.
+    Caught by ``except APITimeoutError`` too, as the same stall outside a stream is."""
+
+
+class StreamConnectionError(StreamError, APIConnectionError):
+    """A stream whose connection dropped, or ended before the answer was complete. Caught
+    by ``except APIConnectionError`` too, as the same drop outside a stream is."""
+
+
 class CircuitOpenError(HolySheepError):
     """The circuit breaker for this endpoint and model is open; no request was sent."""
 
@@ -251,6 +268,18 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 }
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "context_window_exceeded"})
+# How servers and the proxies in front of them word it: OpenAI ("maximum context length"),
+# LiteLLM ("ContextWindowExceededError ... context window exceeded"), vLLM, Anthropic
+# ("prompt is too long"), Gemini ("input token count ... exceeds the maximum").
+_CONTEXT_PHRASES = (
+    "context length",
+    "context window",
+    "contextwindowexceeded",
+    "context_length_exceeded",
+    "context_window_exceeded",
+    "prompt is too long",
+    "input token count",
+)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -281,12 +310,20 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 
 
 def _number(text: str) -> float | None:
-    # "nan" parses as a float but is no wait at all: it would reach sleep() and crash there.
+    # "nan" and "inf" parse as floats but are no wait at all: nan would reach sleep() and
+    # crash there, inf would make a call give up that a missing header would have retried.
     try:
         value = float(text)
     except ValueError:
         return None
-    return None if value != value else value
+    return value if math.isfinite(value) else None
+
+
+def _is_context_overflow(code: str | None, message: str) -> bool:
+    if code in _CONTEXT_CODES:
+        return True
+    text = message.lower()
+    return any(phrase in text for phrase in _CONTEXT_PHRASES)
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:
@@ -358,7 +395,7 @@ def error_from_response(
     cls = _STATUS_CLASSES.get(status_code)
     if cls is None:
         cls = InternalServerError if status_code >= 500 else APIStatusError
-    if cls is BadRequestError and (code in _CONTEXT_CODES or "context length" in message.lower()):
+    if cls is BadRequestError and _is_context_overflow(code, message):
         cls = ContextLengthExceededError
     return cls(
         message,

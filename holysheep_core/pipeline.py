@@ -179,7 +179,6 @@ class Pipeline:
         the breaker's pass. ``start`` is when the call began (default: now).
         """
         policy = self.config.retry
-        read_timeout = self.config.timeout.read
         clock = self.clock
         start = clock() if start is None else start
         attempt = 0
@@ -202,16 +201,25 @@ class Pipeline:
                     if previous is not None:
                         raise shed from previous
                     raise
-            if policy.deadline is not None:
-                remaining = policy.deadline - (clock() - start)
+            deadline = policy.deadline
+            stream_deadline = policy.stream_deadline if send.stream else None
+            if stream_deadline is not None and (deadline is None or stream_deadline < deadline):
+                deadline = stream_deadline
+            if deadline is not None:
+                elapsed = clock() - start
+                remaining = deadline - elapsed
                 if remaining <= 0:
                     if guard is not None:
                         self.policies.abort(guard)
                     raise APITimeoutError(
-                        f"the call's deadline of {policy.deadline:g}s passed", attempts=attempt
+                        f"the call's deadline of {deadline:g}s passed", attempts=attempt
                     )
-                if remaining < read_timeout:
-                    request = replace(send, timeout=remaining)
+                # The transport bounds the whole attempt by it, not just each read.
+                request = replace(
+                    send,
+                    timeout=remaining,
+                    stream_timeout=None if stream_deadline is None else stream_deadline - elapsed,
+                )
             try:
                 outcome = yield request
             except BaseException:

@@ -18,7 +18,13 @@ from decimal import Decimal
 
 from pydantic import ValidationError
 
-from .errors import StreamError
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    StreamConnectionError,
+    StreamError,
+    StreamTimeoutError,
+)
 from .sse import Need, SSEDecoder, SSEEvent
 from .types import ChatCompletionChunk, ChoiceDeltaToolCall, Usage
 
@@ -57,9 +63,11 @@ class _ToolIndexer:
 class ChunkParser:
     """Bytes in, normalised chunks out. One per stream; not thread-safe (one reader)."""
 
-    def __init__(self, *, request_id: str | None = None) -> None:
+    def __init__(self, *, request_id: str | None = None, secret: str | None = None) -> None:
         self._decoder = SSEDecoder()
         self._request_id = request_id
+        self._secret = secret
+        """The API key: servers echo it in error events, and it must not ride along."""
         self._tools: dict[int, _ToolIndexer] = {}
         self._open_choices: set[int] = set()
         self._finished_choices: set[int] = set()
@@ -95,10 +103,23 @@ class ChunkParser:
                 out.append(chunk)
             # A usage-only chunk is held back and delivered once, at the end.
 
-    def error(self, message: str, cause: BaseException | None = None) -> StreamError:
-        """A StreamError for a transport failure, carrying what was received so far."""
-        err = StreamError(
-            message,
+    def error(
+        self,
+        message: str,
+        cause: BaseException | None = None,
+        *,
+        kind: type[StreamError] | None = None,
+    ) -> StreamError:
+        """A StreamError for a transport failure, carrying what was received so far: a
+        ``StreamTimeoutError`` for a timeout, a ``StreamConnectionError`` for a drop."""
+        if kind is None:
+            kind = StreamError
+            if isinstance(cause, APITimeoutError):
+                kind = StreamTimeoutError
+            elif isinstance(cause, APIConnectionError):
+                kind = StreamConnectionError
+        err = kind(
+            self._redact(message),
             request_id=self._request_id,
             partial_usage=self.usage,
             partial_content=self.partial_content,
@@ -106,18 +127,26 @@ class ChunkParser:
         err.__cause__ = cause
         return err
 
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "[redacted]") if self._secret else text
+
     def _parse(self, event: SSEEvent) -> ChatCompletionChunk | None:
         data = event.data
         if data == "[DONE]":
             return None
         if event.event == "error":
-            raise self._server_error(data)
+            raise self._server_error(self._redact(data))
         try:
             chunk = ChatCompletionChunk.model_validate_json(data)
-        except ValidationError as exc:
+        except ValidationError:
+            chunk = None
+        if chunk is None:
+            # Raised outside the except block, so not even as __context__: pydantic's
+            # error repeats the event, and the event may echo the key.
+            data = self._redact(data)
             if data.lstrip().startswith("{") and '"error"' in data:
-                raise self._server_error(data) from None
-            raise self.error(f"malformed stream event: {_excerpt(data)}", exc) from None
+                raise self._server_error(data)
+            raise self.error(f"malformed stream event: {_excerpt(data)}")
         if chunk.usage is not None:
             self.usage = chunk.usage
             chunk.usage = None
@@ -177,7 +206,10 @@ class ChunkParser:
             self.done = True
             self._flush_usage(out)
             return
-        raise self.error("the stream ended before it was complete (no [DONE], no finish_reason)")
+        raise self.error(
+            "the stream ended before it was complete (no [DONE], no finish_reason)",
+            kind=StreamConnectionError,
+        )
 
     @staticmethod
     def price_last(chunks: list[ChatCompletionChunk], cost: Decimal | None) -> None:

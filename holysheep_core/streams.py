@@ -52,7 +52,9 @@ class _StreamBook:
         self.model = model
         self.started = started
         self.attempts = attempts
-        self.parser = ChunkParser(request_id=reply.request_id)
+        self.parser = ChunkParser(
+            request_id=reply.request_id, secret=pipeline.config.api_key.get_secret_value()
+        )
         self.ttft: float | None = None
         self.closed = False
 
@@ -137,9 +139,14 @@ class ChatStream:
     @staticmethod
     def _chunks(book: _StreamBook, body: Any) -> Iterator[ChatCompletionChunk]:
         try:
-            # Read to the end even after [DONE], so the connection goes back to the pool.
             for data in body.iter_bytes():
-                yield from book.take(data)
+                chunks = book.take(data)
+                if book.parser.done:
+                    # Stop at [DONE]: a server may hold the connection open after it.
+                    body.finish()
+                    yield from chunks
+                    return
+                yield from chunks
             yield from book.take(b"")
         except HolySheepError as exc:
             raise book.failed(exc) from exc.__cause__
@@ -209,6 +216,10 @@ class AsyncChatStream:
                     self._eof = True
                 self._ready = book.take(data)
                 self._pos = 0
+                if book.parser.done and not self._eof:
+                    # Stop at [DONE]: a server may hold the connection open after it.
+                    self._eof = True
+                    await self._body.finish()
             except HolySheepError as exc:
                 await self._finish()
                 raise book.failed(exc) from exc.__cause__

@@ -29,8 +29,12 @@ The mapped error keeps every field of the core error (``status_code``, ``request
   + HolySheepCircuitOpenError          core CircuitOpenError
 * ModelConnectionError
   + HolySheepConnectionError           core APIConnectionError
+  + HolySheepStreamConnectionError     core StreamConnectionError (a stream that dropped;
+                                       also a HolySheepStreamError)
 * ModelTimeoutError
   + HolySheepTimeoutError              core APITimeoutError
+  + HolySheepStreamTimeoutError        core StreamTimeoutError (a stream that stalled;
+                                       also a HolySheepStreamError)
 * ModelError
   + HolySheepBudgetExceededError       core BudgetExceededError
 """
@@ -70,7 +74,9 @@ __all__ = [
     "HolySheepRateLimitError",
     "HolySheepResponseValidationError",
     "HolySheepServerError",
+    "HolySheepStreamConnectionError",
     "HolySheepStreamError",
+    "HolySheepStreamTimeoutError",
     "HolySheepTimeoutError",
     "HolySheepUnprocessableEntityError",
     "langchain_errors",
@@ -126,6 +132,20 @@ class HolySheepStreamError(core.StreamError, ModelAPIError):
     """A stream that failed after it started; ``partial_usage`` holds what was reported."""
 
 
+class HolySheepStreamTimeoutError(core.StreamTimeoutError, HolySheepStreamError, ModelTimeoutError):
+    """A stream that stalled mid-way past the read timeout or its deadline: the same
+    ``ModelTimeoutError`` as a timeout before the stream, so ``with_retry`` sees both
+    (and still a ``HolySheepStreamError``)."""
+
+
+class HolySheepStreamConnectionError(
+    core.StreamConnectionError, HolySheepStreamError, ModelConnectionError
+):
+    """A stream whose connection dropped mid-way: the same ``ModelConnectionError`` as a
+    drop before the stream, so ``with_retry`` sees both (and still a
+    ``HolySheepStreamError``)."""
+
+
 class HolySheepResponseValidationError(core.APIResponseValidationError, ModelAPIError):
     """A success status whose body is not the documented wire format."""
 
@@ -159,6 +179,8 @@ _BY_CORE_CLASS: dict[type[core.HolySheepError], type[core.HolySheepError]] = {
     core.ConflictError: HolySheepConflictError,
     core.APIStatusError: HolySheepAPIStatusError,
     core.StreamError: HolySheepStreamError,
+    core.StreamTimeoutError: HolySheepStreamTimeoutError,
+    core.StreamConnectionError: HolySheepStreamConnectionError,
     core.APIResponseValidationError: HolySheepResponseValidationError,
     core.CircuitOpenError: HolySheepCircuitOpenError,
     core.APIConnectionError: HolySheepConnectionError,

@@ -32,7 +32,11 @@ _DEFAULT_PRICES = PriceTable()
 class HolySheepSettings(BaseModel):
     """Key, endpoint, timeout, retries, headers; or an injected core client."""
 
-    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+    # hide_input_in_errors: a ValidationError must never print the key it was given (or
+    # any other input); subclasses (ChatHolySheep, HolySheepEmbeddings) inherit it.
+    model_config = ConfigDict(
+        populate_by_name=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
     api_key: SecretStr | None = Field(
         default_factory=secret_from_env(ENV_KEY, default=None), alias="holysheep_api_key"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from holysheep_core import AsyncHolySheepClient, ClientConfig, HolySheepClient
 from holysheep_core.settings_codec import decode_settings, encode_settings, is_encoded
@@ -63,6 +63,10 @@ class Clients:
 
 class ClientSettings(BaseModel):
     """The connection fields of ``HolySheep`` and ``HolySheepEmbedding``."""
+
+    # A ValidationError must never print the key it was given (or any other input); the
+    # classes built on this one inherit it.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     api_key: SecretStr | None = Field(
         default=None, exclude=True, repr=False, description="The API key (never serialised)."

@@ -69,3 +69,16 @@ def redis_url(redis_server: object) -> str:
     redis_server.command("FLUSHALL")
     redis_server.command("SCRIPT", "FLUSH")
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def raw_server() -> Iterator[object]:
+    """A server that misbehaves byte by byte, in another process (``tests/raw_server.py``):
+    its pace does not depend on how busy the process under test is."""
+    from raw_server import RawServer
+
+    server = RawServer()
+    try:
+        yield server
+    finally:
+        server.stop()

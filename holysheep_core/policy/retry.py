@@ -21,28 +21,40 @@ __all__ = ["GiveUp", "Retry", "RetryPolicy", "backoff", "decide"]
 class RetryPolicy:
     """How a client retries. Frozen data, one per client; override per call with ``replace``.
 
-    ``max_retries`` counts retries, so a call makes at most ``max_retries + 1`` attempts.
-    ``deadline`` caps the whole call, attempts and waits together (seconds, None = no cap).
+    ``max_retries`` counts retries, so a call makes at most ``max_retries + 1`` attempts,
+    except when the server says when to come back: an answer with ``Retry-After`` (at most
+    ``max_retry_after``) is retried up to ``max_server_retries`` times, as long as the
+    deadline allows, so a burst of 429s is ridden out rather than failed after two quick
+    retries. ``max_retries=0`` turns every retry off.
+    ``deadline`` caps the whole call, attempts and waits together, however slowly the
+    server sends its bytes (seconds, None = no cap); for a stream it caps everything up to
+    the answer's headers, after which each read is timed by ``Timeouts.read``.
+    ``stream_deadline`` caps a stream from the call's start to its last byte (seconds,
+    None = no cap: a long reasoning stream may legitimately take minutes).
     A ``Retry-After`` above ``max_retry_after`` fails fast instead of parking the caller.
     """
 
     max_retries: int = 2
+    max_server_retries: int = 20
     initial_delay: float = 0.5
     max_delay: float = 8.0
     multiplier: float = 2.0
     jitter: float = 0.25
     max_retry_after: float = 60.0
     deadline: float | None = 120.0
+    stream_deadline: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+        if self.max_retries < 0 or self.max_server_retries < 0:
+            raise ValueError("max_retries and max_server_retries must be >= 0")
         if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
             raise ValueError("delays must be >= 0 and multiplier >= 1")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
         if self.deadline is not None and self.deadline <= 0:
             raise ValueError("deadline must be > 0 or None")
+        if self.stream_deadline is not None and self.stream_deadline <= 0:
+            raise ValueError("stream_deadline must be > 0 or None")
 
     @classmethod
     def no_wait(cls, max_retries: int = 2) -> RetryPolicy:
@@ -86,9 +98,15 @@ def decide(
     """Retry or give up after failed attempt ``attempt``, ``elapsed`` seconds into the call."""
     if not isinstance(error, HolySheepError) or not is_retryable(error):
         return GiveUp("not retryable")
-    if attempt > policy.max_retries:
-        return GiveUp(f"gave up after {attempt} attempts (max_retries={policy.max_retries})")
     server_wait = getattr(error, "retry_after", None)
+    if server_wait is None or policy.max_retries == 0:
+        if attempt > policy.max_retries:
+            return GiveUp(f"gave up after {attempt} attempts (max_retries={policy.max_retries})")
+    elif attempt > max(policy.max_retries, policy.max_server_retries):
+        return GiveUp(
+            f"gave up after {attempt} attempts, each answered with Retry-After "
+            f"(max_server_retries={policy.max_server_retries})"
+        )
     if server_wait is not None:
         if server_wait > policy.max_retry_after:
             return GiveUp(

@@ -11,6 +11,13 @@ import aiohttp
 from ..config import ClientConfig
 from ..errors import APIConnectionError, APITimeoutError, HolySheepError, PoolTimeoutError
 from .base import Reply, Send
+from .deadline import (
+    DEADLINE_PASSED,
+    STREAM_DEADLINE_PASSED,
+    deadline_in,
+    drain,
+    loop_deadline,
+)
 from .headers import default_headers
 from .per_loop import PerLoop
 
@@ -33,14 +40,50 @@ def convert_aiohttp_error(exc: BaseException, *, pool_full: bool = False) -> Hol
     return APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}")
 
 
-class _Body:
-    __slots__ = ("_response",)
+class _Chunks:
+    """A body's chunks, each read cut at a deadline (a plain class: leaving it early needs
+    no event-loop finaliser); failures come out as our errors."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    __slots__ = ("_content", "deadline")
+
+    def __init__(self, response: aiohttp.ClientResponse, deadline: float | None) -> None:
+        self._content = response.content
+        self.deadline = deadline
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            if self.deadline is None:
+                data = await self._content.readany()
+            else:
+                loop = asyncio.get_running_loop()
+                async with asyncio.timeout_at(loop_deadline(self.deadline, loop.time())):
+                    data = await self._content.readany()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # aiohttp's own read timeout is a TimeoutError too: only ours is the deadline.
+            if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ClientError):
+                raise APITimeoutError(STREAM_DEADLINE_PASSED) from exc
+            raise convert_aiohttp_error(exc) from exc
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+
+class _Body:
+    __slots__ = ("_chunks", "_response")
+
+    def __init__(self, response: aiohttp.ClientResponse, deadline: float | None) -> None:
         self._response = response
+        self._chunks = _Chunks(response, deadline)
 
     def aiter_bytes(self) -> AsyncIterator[bytes]:
-        return self._response.content.iter_any()
+        return self._chunks
+
+    async def finish(self) -> None:
+        await drain(self._chunks)
+        await self.aclose()  # the connection is reused only if its body ended
 
     def close(self) -> None:
         # Leaving early: drop the connection rather than drain an unbounded body.
@@ -94,22 +137,38 @@ class AiohttpTransport:
 
     async def send(self, request: Send) -> Reply:
         session = self._sessions.current() or await self._sessions.open()
+        stream_deadline = deadline_in(request.stream_timeout)
+        # aiohttp times each read, not the whole: a server trickling bytes would hold the
+        # call for ever without this bound on the attempt.
+        loop = asyncio.get_running_loop()
+        when = None if request.timeout is None else loop.time() + request.timeout
+        bound = asyncio.timeout_at(when)
         try:
-            response = await session.request(
-                request.method,
-                self._base + request.path,
-                data=request.body,
-                headers=request.headers or None,
-                timeout=self._request_timeout(request.timeout) or aiohttp.helpers.sentinel,
-            )
+            async with bound:
+                response = await session.request(
+                    request.method,
+                    self._base + request.path,
+                    data=request.body,
+                    headers=request.headers or None,
+                    timeout=self._request_timeout(request.timeout) or aiohttp.helpers.sentinel,
+                    # The key would go wherever a Location points, and a loop's error would
+                    # carry the request's headers.
+                    allow_redirects=False,
+                )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if bound.expired():
+                raise APITimeoutError(DEADLINE_PASSED) from exc
             raise convert_aiohttp_error(exc, pool_full=_pool_full(session)) from exc
         if request.stream and 200 <= response.status < 300:
-            return Reply(response.status, response.headers, stream=_Body(response))
+            return Reply(response.status, response.headers, stream=_Body(response, stream_deadline))
+        bound = asyncio.timeout_at(when)
         try:
-            body = await response.read()
+            async with bound:
+                body = await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             response.close()
+            if bound.expired():
+                raise APITimeoutError(DEADLINE_PASSED) from exc
             raise convert_aiohttp_error(exc) from exc
         response.release()
         return Reply(response.status, response.headers, body)

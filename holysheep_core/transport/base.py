@@ -11,24 +11,33 @@ __all__ = ["AsyncBody", "AsyncTransport", "Reply", "Send", "SyncBody", "SyncTran
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """One HTTP attempt. ``timeout`` (seconds) caps the wait for the answer's headers and
-    body when the call's deadline is nearer than the configured read timeout."""
+    """One HTTP attempt. ``timeout`` (seconds) bounds the whole attempt, however the bytes
+    trickle in: connecting, sending, and the answer's headers and body (a stream's headers
+    only); ``stream_timeout`` bounds a stream from sending to its last byte. None = no bound
+    beyond the configured per-operation timeouts."""
 
     method: str
     path: str
     body: bytes | None = None
     stream: bool = False
     timeout: float | None = None
+    stream_timeout: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class SyncBody(Protocol):
+    """A streamed body. ``finish`` is for when the answer is complete (``[DONE]``): it
+    keeps the connection for reuse if the body ends within ``FINISH_GRACE`` seconds, and
+    closes it otherwise; ``close`` drops it at once (the reader left early)."""
+
     def iter_bytes(self) -> Iterator[bytes]: ...
+    def finish(self) -> None: ...
     def close(self) -> None: ...
 
 
 class AsyncBody(Protocol):
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+    async def finish(self) -> None: ...
     def close(self) -> None: ...
     async def aclose(self) -> None: ...
 

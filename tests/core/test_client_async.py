@@ -302,7 +302,7 @@ async def test_mid_stream_drop_is_a_stream_error(emulator: Any, make_async_clien
             got.append(c)
     assert got and info.value.partial_content == text(got)
     assert len(emulator.requests) == 1
-    assert client.stats().errors == {"StreamError": 1}
+    assert client.stats().errors == {"StreamConnectionError": 1}
     # The only connection is free again: the next call gets it within the pool timeout.
     assert (await client.chat_completion(model=MODEL, messages=HI)).attempts == 1
 

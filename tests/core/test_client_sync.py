@@ -455,7 +455,7 @@ def test_mid_stream_drop_is_a_stream_error_never_a_short_answer(
     assert got  # part of the answer arrived before the drop
     assert len(emulator.requests) == 1  # a started stream is never retried
     stats = client.stats()
-    assert stats.errors == {"StreamError": 1}
+    assert stats.errors == {"StreamConnectionError": 1}
     assert stats.successes == 0
 
 

@@ -100,12 +100,22 @@ def test_other_json_error_shapes_give_the_message(payload: object, message: str)
     [
         "The model's context length is 128000 tokens",
         "This model's maximum context length is 8192 tokens",
+        # LiteLLM's proxy, code "400":
+        "litellm.ContextWindowExceededError: litellm.BadRequestError: "
+        "ContextWindowExceededError: OpenAIException - context window exceeded",
+        "prompt is too long: 210000 tokens > 200000 maximum",  # Anthropic
+        "The input token count (1100000) exceeds the maximum number of tokens allowed",
     ],
 )
 def test_context_length_recognised_by_message(text: str) -> None:
     err = error_from_response(400, {}, body(text))
     assert isinstance(err, E.ContextLengthExceededError)
     assert isinstance(err, E.BadRequestError)
+
+
+def test_other_bad_requests_stay_bad_requests() -> None:
+    err = error_from_response(400, {}, body("temperature must be at most 2", code="400"))
+    assert type(err) is E.BadRequestError
 
 
 @pytest.mark.parametrize("code", ["context_length_exceeded", "context_window_exceeded"])
@@ -159,7 +169,9 @@ def test_undecodable_bytes_do_not_crash() -> None:
         ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),  # a bad ms falls back
         ({"retry-after": "-3"}, 0.0),
         ({"retry-after-ms": "-3"}, 0.0),
-        ({"retry-after": "inf"}, float("inf")),  # "never": above any cap, so fail fast
+        ({"retry-after": "inf"}, None),  # no wait at all: as if absent, like nan
+        ({"retry-after-ms": "inf", "retry-after": "2"}, 2.0),
+        ({"retry-after": "-inf"}, None),
         ({}, None),
         ({"retry-after": ""}, None),
         ({"retry-after": "soon"}, None),

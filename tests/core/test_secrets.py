@@ -153,7 +153,7 @@ def test_sync_errors_and_logs_never_carry_the_key(
     health = client.health_check()
     assert [type(e).__name__ for e in errors] == [
         "AuthenticationError",
-        "StreamError",
+        "StreamConnectionError",
         "APITimeoutError",
         "APIConnectionError",
     ]
@@ -199,7 +199,7 @@ async def test_async_errors_and_logs_never_carry_the_key(
     health = await client.health_check()
     assert [type(e).__name__ for e in errors] == [
         "AuthenticationError",
-        "StreamError",
+        "StreamConnectionError",
         "APITimeoutError",
         "APIConnectionError",
     ]
