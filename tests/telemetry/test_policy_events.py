@@ -143,7 +143,7 @@ def test_a_stream_that_breaks_ends_its_span_with_the_error(
         for _ in stream:
             pass
     span = otel.span()
-    assert span.attributes["error.type"] == "StreamError"
+    assert span.attributes["error.type"] == "StreamConnectionError"
     assert span.status.status_code is StatusCode.ERROR
 
 
