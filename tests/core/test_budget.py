@@ -4,7 +4,6 @@ refused before they spend and reconciled to the reported cost after."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from decimal import Decimal
 from typing import Any
 
@@ -43,48 +42,7 @@ def estimate(client: Any, model: str, max_tokens: int | None, **params: Any) -> 
     return client.prices.estimate(model, prompt, out)
 
 
-# --- the budget on its own ----------------------------------------------------------------
-
-
-def test_holds_count_against_the_cap_until_settled_or_released() -> None:
-    budget = Budget("1.00")
-    a = budget.hold(D("0.40"), model="m")
-    b = budget.hold(D("0.50"), model="m")
-    with pytest.raises(BudgetExceededError) as refused:
-        budget.hold(D("0.20"), model="m")
-    assert (refused.value.budget_usd, refused.value.estimate_usd) == (D("1.00"), D("0.20"))
-    assert budget.held_usd == D("0.90")  # the refused hold took nothing
-    budget.settle(a, D("0.10"))  # the real cost replaces the estimate
-    budget.release(b)  # a failed call spent nothing
-    assert (budget.spent_usd, budget.held_usd, budget.remaining_usd) == (
-        D("0.10"),
-        0,
-        D("0.90"),
-    )
-    budget.settle(budget.hold(D("0.30"), model="m"), None)  # unknown cost: the estimate stands
-    assert budget.spent_usd == D("0.40")
-
-
-def test_concurrent_holds_never_pass_the_cap() -> None:
-    budget = Budget("5.5")
-    start = threading.Barrier(20)
-    granted: list[bool] = []
-
-    def hold() -> None:
-        start.wait()
-        try:
-            budget.hold(D(1), model="m")
-            granted.append(True)
-        except BudgetExceededError:
-            granted.append(False)
-
-    threads = [threading.Thread(target=hold) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert granted.count(True) == 5
-    assert budget.held_usd == 5
+# --- the budget on its own (its holds and settlements: tests/core/test_operations.py) ----
 
 
 @pytest.mark.parametrize("cap", [-1, "nan", "inf", "lots", True])
