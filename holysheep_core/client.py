@@ -17,7 +17,7 @@ from .config import ClientConfig
 from .errors import HolySheepError, InvalidRequestError
 from .params import build_chat_body, build_embeddings_body, encode_json
 from .pipeline import Consult, Effect, Pipeline, Plan, Served, Wait
-from .policy.budget import Budget
+from .policy.budget import Budget, media_parts
 from .policy.fallback import check_models, model_chain
 from .policy.ratelimit import estimate_tokens
 from .streams import AsyncChatStream, ChatStream, _StreamBook
@@ -97,7 +97,15 @@ class _ClientBase:
             return replace(send, body=encode_json({**body, "model": other}))
 
         max_out = body.get("max_completion_tokens") or body.get("max_tokens")
-        return Plan(send, models, resend, estimate_tokens(send.body), max_out, body.get("n") or 1)
+        return Plan(
+            send,
+            models,
+            resend,
+            estimate_tokens(send.body),
+            max_out,
+            body.get("n") or 1,
+            media_parts(body["messages"]),
+        )
 
     def _embeddings_plans(
         self, model: str, input: str | list[str], params: Mapping[str, Any], batch_size: int

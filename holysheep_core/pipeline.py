@@ -84,8 +84,8 @@ class Plan:
     """``max_tokens`` when the call set it."""
     choices: int = 1
     """``n``: each choice may take ``max_output_tokens``."""
-    prompt_bound: int | None = None
-    """A true upper bound on the prompt's tokens, for the budgets (None: the estimate)."""
+    media_parts: int = 0
+    """Non-text content parts (images): the budgets bound each by the model's profile."""
 
 
 @dataclass(slots=True)
@@ -139,7 +139,8 @@ class Pipeline:
                     plan.prompt_tokens,
                     plan.max_output_tokens,
                     plan.choices,
-                    prompt_bound=plan.prompt_bound,
+                    body_bytes=len(send.body or b""),
+                    media_parts=plan.media_parts,
                 )
                 reply, attempts = yield from self.attempts(
                     send, model=model, guard=guard, start=start

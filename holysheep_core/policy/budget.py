@@ -1,8 +1,12 @@
 """A USD spending cap that refuses a call before it spends, not after.
 
-Before a call, its cost is estimated as an upper bound (the prompt's estimated tokens plus
-``max_tokens``, or the model's output limit when ``max_tokens`` is not set, at the price
-table's rates) and *held*: ``spent + held + estimate`` may not pass the cap, so concurrent
+Before a call, its cost is bounded from above and *held*: the prompt's tokens by the
+request body's UTF-8 bytes (a byte-level BPE token covers at least one byte, and the body
+holds every text the prompt is made of, plus JSON framing that outweighs each message's
+special tokens) plus the model's ``max_media_tokens`` per image part, never more than the
+context window; the output by ``max_tokens`` times ``n``, or the model's output limit when
+``max_tokens`` is not set; at the price table's rates. The hold: ``spent + held +
+estimate`` may not pass the cap, so concurrent
 calls cannot overshoot it together. When the server reports usage the hold becomes the
 real cost; a call that fails releases it; a call whose cost stays unknown (a stream left
 early, an answer without usage) keeps its estimate as spent, since the server may bill it.
@@ -15,17 +19,53 @@ A :class:`Budget` may back one client (``budget_usd=``), be shared by several cl
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal
+from typing import Any
 
+from ..pricing import ModelProfile
 from .operations import BudgetHold, InMemoryStore, Spending, StateStore, nano_usd, usd
 
-__all__ = ["Budget", "Spending", "active_budgets", "as_usd", "budget_scope"]
+__all__ = [
+    "Budget",
+    "Spending",
+    "active_budgets",
+    "as_usd",
+    "budget_scope",
+    "media_parts",
+    "prompt_bound",
+]
 
 _ZERO = Decimal(0)
 _names = itertools.count(1)
+
+
+DEFAULT_MEDIA_TOKENS = 6_000
+"""The bound on one media part's tokens for a model without a profile."""
+
+
+def media_parts(messages: Any) -> int:
+    """Content parts of ``messages`` that are not text (images, audio, files)."""
+    count = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list):
+            count += sum(
+                1
+                for part in content
+                if not (isinstance(part, Mapping) and part.get("type") == "text")
+            )
+    return count
+
+
+def prompt_bound(body_bytes: int, media: int, profile: ModelProfile | None) -> int:
+    """An upper bound on a prompt's tokens: its body's bytes, plus each media part at the
+    profile's bound, within the context window."""
+    per_part = profile.max_media_tokens if profile else DEFAULT_MEDIA_TOKENS
+    bound = body_bytes + media * per_part
+    return min(bound, profile.context_window) if profile else bound
 
 
 def as_usd(value: Decimal | float | int | str) -> Decimal:

@@ -33,7 +33,7 @@ from ..hooks import BreakerChanged, log_breaker_change, run_hooks
 from ..transport.base import Reply
 from ..types import Usage
 from .breaker import Admission, CircuitBreaker, Outcome, Refusal, Transition, classify
-from .budget import Budget, active_budgets
+from .budget import Budget, active_budgets, prompt_bound
 from .operations import (
     AfterAttempt,
     BeforeAttempt,
@@ -153,13 +153,15 @@ class Guard:
         max_output_tokens: int | None,
         choices: int = 1,
         *,
-        prompt_bound: int | None = None,
+        body_bytes: int | None = None,
+        media_parts: int = 0,
     ) -> CallGuard | None:
         """What the policies hold for a call, or None when no policy applies.
 
-        ``prompt_tokens`` is the limiter's estimate of the prompt (usage corrects it);
-        ``prompt_bound`` a true upper bound on it, for the budgets (default: the
-        estimate). Each of ``choices`` may produce up to ``max_output_tokens`` (unset: the
+        ``prompt_tokens`` is the limiter's estimate of the prompt (usage corrects it); the
+        budgets hold a true upper bound instead, from the request body's size
+        (``body_bytes``) and its ``media_parts`` (:func:`~.budget.prompt_bound`).
+        Each of ``choices`` may produce up to ``max_output_tokens`` (unset: the
         model's output limit, for the budget's bound; no output at all for the limiter).
         Holds in budgets kept in another store than the client's are taken here (raising
         ``BudgetExceededError`` before anything is sent); the others with the first turn.
@@ -172,7 +174,9 @@ class Guard:
         tokens = prompt_tokens + (max_output_tokens or 0) * choices
         call = CallGuard(model, self.gate(model), str(next(_call_ids)), tokens)
         if budgets:
-            bound = prompt_tokens if prompt_bound is None else prompt_bound
+            profile = self.prices.profile(model)
+            size = prompt_tokens * 4 if body_bytes is None else body_bytes
+            bound = prompt_bound(size, media_parts, profile)
             estimate = self._estimate(model, bound, max_output_tokens, choices)
             pending = []
             for budget in budgets:

@@ -25,7 +25,6 @@ from holysheep_core import (
 from holysheep_core.emulator import Fault
 from holysheep_core.params import build_chat_body, encode_json
 from holysheep_core.policy.budget import active_budgets
-from holysheep_core.policy.ratelimit import estimate_tokens
 
 MODEL = "gpt-4.1"
 HI = [{"role": "user", "content": "hi there"}]
@@ -33,11 +32,11 @@ D = Decimal
 
 
 def estimate(client: Any, model: str, max_tokens: int | None, **params: Any) -> Decimal:
-    """The documented upper bound: the body's estimated prompt tokens plus max_tokens (the
+    """The documented upper bound: the body's bytes as prompt tokens plus max_tokens (the
     model's output limit when unset), at the price table's rates."""
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    prompt = estimate_tokens(encode_json(build_chat_body(model, HI, params)))
+    prompt = len(encode_json(build_chat_body(model, HI, params)))
     out = max_tokens if max_tokens is not None else client.prices.profile(model).max_output_tokens
     return client.prices.estimate(model, prompt, out)
 
@@ -194,7 +193,7 @@ def test_streams_settle_at_their_end_and_an_early_exit_keeps_the_estimate(
     with client.stream_chat_completion(model=MODEL, messages=long, max_tokens=100) as stream:
         next(stream)
     body = build_chat_body(MODEL, long, {"max_tokens": 100}, stream=True)
-    prompt = estimate_tokens(encode_json(body))
+    prompt = len(encode_json(body))
     # The server may bill a stream it was not allowed to finish: its estimate counts.
     assert budget.spent_usd - before == client.prices.estimate(MODEL, prompt, 100)
     assert budget.held_usd == 0
