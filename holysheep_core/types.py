@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "ChatCompletion",
@@ -68,6 +68,9 @@ class Choice(_Wire):
     logprobs: Any = None
 
 
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
 class PromptTokensDetails(_Wire):
     cached_tokens: int = 0
     """Prompt tokens served from the provider's cache (billed at the cached-input price)."""
@@ -79,13 +82,39 @@ class CompletionTokensDetails(_Wire):
 
 
 class Usage(_Wire):
-    """Token counts as the server reports them for one call."""
+    """Token counts as the server reports them for one call.
+
+    A count the server sent as ``null`` reads as 0 and is named in ``unreported`` (a
+    missing ``total_tokens`` is the sum of the others): the call's cost is then unknown,
+    not the cost of what was reported.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+    unreported: tuple[str, ...] = Field(default=(), exclude=True, repr=False)
+    """Counts the server sent as null (not part of the wire format)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (
+            data.get("prompt_tokens", 0) is None
+            or data.get("completion_tokens", 0) is None
+            or data.get("total_tokens", 0) is None
+        ):
+            data = dict(data)
+            missing = tuple(k for k in _COUNTS if k in data and data[k] is None)
+            for key in missing:
+                data[key] = 0
+            if "total_tokens" in missing:
+                data["total_tokens"] = data.get("prompt_tokens", 0) + data.get(
+                    "completion_tokens", 0
+                )
+            data["unreported"] = missing
+        return data
 
     @property
     def cached_tokens(self) -> int:
