@@ -12,15 +12,18 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from .accounting import Stats, TokenUsage
+from .accounting import Stats
 from .cache.client_cache import ClientCache
+from .cache.replay import AsyncCachedChatStream, CachedChatStream
 from .config import ClientConfig
 from .errors import APIResponseValidationError, HolySheepError, InvalidRequestError
-from .observer import CallEnd, CallWatch, watch_call
+from .observer import CallEnd, watch_call
 from .params import build_chat_body, build_embeddings_body, encode_json
-from .pipeline import Pipeline, Plan, Served, Wait
+from .pipeline import Consult, Effect, Pipeline, Plan, Served, Wait
+from .policy.budget import Budget, media_parts
 from .policy.fallback import check_models, model_chain
 from .policy.ratelimit import estimate_tokens
+from .record import CallRecord
 from .streams import AsyncChatStream, ChatStream, _StreamBook
 from .transport.base import AsyncTransport, Reply, Send, SyncTransport
 from .types import ChatCompletion, EmbeddingResponse, Model, ModelList, Usage
@@ -64,6 +67,12 @@ class _ClientBase:
     def ledger(self) -> Any:
         return self._pipeline.ledger
 
+    @property
+    def budget(self) -> Budget | None:
+        """The client's own budget (``budget_usd=``): ``spent_usd``, ``held_usd``,
+        ``remaining_usd``. A cap given as a number lives in the client's policy store."""
+        return self._pipeline.policies.budget
+
     def stats(self) -> Stats:
         """Requests, errors, retries, latency and TTFT quantiles, tokens and cost by model,
         and the state of each circuit breaker."""
@@ -97,9 +106,15 @@ class _ClientBase:
             return replace(send, body=encode_json({**body, "model": other}))
 
         max_out = body.get("max_completion_tokens") or body.get("max_tokens")
-        watch = watch_call("chat", model, self.config, body, stream)
         return Plan(
-            send, models, resend, estimate_tokens(send.body), max_out, body.get("n") or 1, watch
+            send,
+            models,
+            resend,
+            estimate_tokens(send.body),
+            max_out,
+            body.get("n") or 1,
+            media_parts(body["messages"]),
+            watch_call("chat", model, self.config, body, stream),
         )
 
     def _embeddings_plans(
@@ -141,116 +156,64 @@ class _ClientBase:
 
     # --- after the flow ---------------------------------------------------------------
 
-    def _chat_result(self, served: Served, started: float) -> ChatCompletion:
+    def _chat_result(self, served: Served, record: CallRecord) -> ChatCompletion:
         # Booked to the model that answered: a fallback's usage and cost are its own.
-        p = self._pipeline
-        reply, attempts = served.reply, served.attempts
-        completion = p.parse(
-            reply, ChatCompletion, attempts=attempts, guard=served.guard, watch=served.watch
-        )
-        completion._cost_usd = p.book(
-            served.model,
-            completion.model,
-            completion.usage,
-            started=started,
-            attempts=attempts,
-            request_id=reply.request_id,
-            guard=served.guard,
-        )
-        completion._attempts = attempts
-        completion._request_id = reply.request_id
+        record.served(served)
+        try:
+            completion = self._pipeline.parse(served.reply, ChatCompletion)
+        except HolySheepError as exc:
+            exc.attempts = record.attempts
+            record.failed(exc, answered=True)  # answered, so maybe billed
+            raise
+        completion._cost_usd = record.finished(completion.usage, completion.model, completion)
+        completion._attempts = record.attempts
+        completion._request_id = record.request_id
         completion._served_model = served.model
-        if served.watch is not None:
-            served.watch.finished(
-                CallEnd(
-                    served.model,
-                    completion.usage,
-                    completion._cost_usd,
-                    attempts,
-                    completion,
-                    reply.request_id,
-                )
-            )
         return completion
 
-    def _chat_stream_book(self, served: Served, started: float) -> _StreamBook:
-        return _StreamBook(
-            self._pipeline,
-            served.reply,
-            served.model,
-            started,
-            served.attempts,
-            served.guard,
-            served.watch,
-        )
-
     def _embedding_batch(
-        self, served: Served, model: str, texts: int
-    ) -> tuple[EmbeddingResponse, int]:
-        """One batch's answer, its budget hold settled at once: if a later batch fails, what
-        this one spent is still known. Raises ``APIResponseValidationError`` unless it holds
-        exactly one vector for each of its ``texts`` (indices ``0..texts-1``): a vector
-        short or extra would pair every later text with the wrong vector."""
-        p = self._pipeline
-        part = p.parse(
-            served.reply,
-            EmbeddingResponse,
-            attempts=served.attempts,
-            guard=served.guard,
-            watch=served.watch,
-        )
-        usage = _embedding_usage(part)
-        cost = p.prices.cost(model, usage)
-        p.settle(served.guard, usage, cost)
+        self, served: Served, record: CallRecord, texts: int, billed: list[EmbeddingResponse]
+    ) -> EmbeddingResponse:
+        """One batch's answer, its policies settled at once and kept in ``billed``: if a
+        later batch fails, what this one spent is still known. Raises
+        ``APIResponseValidationError`` unless it holds exactly one vector for each of its
+        ``texts`` (indices ``0..texts-1``): a vector short or extra would pair every later
+        text with the wrong vector."""
+        p, guard = self._pipeline, served.guard
+        try:
+            part = p.parse(served.reply, EmbeddingResponse)
+        except HolySheepError:
+            if guard is not None:
+                p.policies.settle(guard, None, None)  # answered, so maybe billed
+            raise
+        if guard is not None:
+            usage = _embedding_usage(part)
+            p.policies.settle(guard, usage, p.cost(record.model, None, usage))
+        billed.append(part)  # answered, so billed, whether or not it is usable
         indices = sorted(item.index for item in part.data)
         if indices != list(range(texts)):
-            error = APIResponseValidationError(
+            raise APIResponseValidationError(
                 f"the server returned {len(part.data)} embeddings (indices {_span(indices)}) "
                 f"for {texts} input texts: refused rather than pair texts with wrong vectors",
                 request_id=served.reply.request_id,
             )
-            error.attempts = served.attempts
-            # Answered, so billed: its usage stays in the ledger though the call failed.
-            p.ledger.add_usage(model, TokenUsage.from_usage(usage, cost))
-            p.fail(error)
-            if served.watch is not None:
-                served.watch.failed(error)
-            raise error
-        return part, served.attempts
+        return part
 
-    def _embeddings_failed(self, done: list[tuple[EmbeddingResponse, int]], model: str) -> None:
-        # The call failed (and was counted so), but the batches before the failure were
-        # answered and billed: their tokens and cost still belong in the ledger.
-        for part, _ in done:
-            usage = _embedding_usage(part)
-            cost = self._pipeline.prices.cost(model, usage)
-            self._pipeline.ledger.add_usage(model, TokenUsage.from_usage(usage, cost))
+    @staticmethod
+    def _embeddings_failed(
+        record: CallRecord, error: HolySheepError, done: list[EmbeddingResponse]
+    ) -> None:
+        # The batches before the failure were answered and billed: their usage is booked.
+        usage = _embedding_usage(_merge_embeddings(done)) if done else None
+        error.attempts = record.attempts
+        record.failed(error, usage)
 
-    def _embeddings_result(
-        self,
-        results: list[tuple[EmbeddingResponse, int]],
-        model: str,
-        started: float,
-        watch: CallWatch | None = None,
-    ) -> EmbeddingResponse:
-        p = self._pipeline
-        parts = [part for part, _ in results]
+    @staticmethod
+    def _embeddings_result(parts: list[EmbeddingResponse], record: CallRecord) -> EmbeddingResponse:
         merged = _merge_embeddings(parts)
-        attempts = sum(a for _, a in results)
-        merged._cost_usd = p.book(
-            model,
-            merged.model,
-            _embedding_usage(merged),
-            started=started,
-            attempts=attempts - len(results) + 1,
-            request_id=parts[-1].request_id,
-        )
-        merged._attempts = attempts
-        if watch is not None:
-            usage = _embedding_usage(merged)
-            watch.finished(
-                CallEnd(model, usage, merged._cost_usd, attempts, merged, parts[-1].request_id)
-            )
+        record.request_id = parts[-1].request_id
+        merged._cost_usd = record.finished(_embedding_usage(merged), merged.model, merged)
+        merged._attempts = record.attempts
         return merged
 
 
@@ -258,6 +221,22 @@ def _span(indices: list[int]) -> str:
     if not indices:
         return "none"
     return f"{indices[0]}..{indices[-1]}" if len(set(indices)) == len(indices) else "repeated"
+
+
+def _cache_hit_seen(plan: Plan, answer: Any) -> Any:
+    """A response-cache hit made no request, so no call record ends its telemetry: end it
+    here (a miss is ended by its record)."""
+    watch = plan.watch
+    if watch is None:
+        return answer
+    if isinstance(answer, (CachedChatStream, AsyncCachedChatStream)):
+        watch.finished(CallEnd(plan.models[0], None, None, 0, cache_hit=True))
+    elif getattr(answer, "cache_hit", False):
+        served = answer.served_model or plan.models[0]
+        watch.finished(
+            CallEnd(served, answer.usage, answer.cost_usd, 0, answer, answer.id, cache_hit=True)
+        )
+    return answer
 
 
 def _embedding_usage(response: EmbeddingResponse) -> Usage | None:
@@ -313,7 +292,12 @@ class HolySheepClient(_ClientBase):
             transport = HttpxTransport(self.config)
         self._transport = transport
 
-    def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:
+    def _run(
+        self, flow: Generator[Effect, Any, T], record: CallRecord | None = None, *, end: bool = True
+    ) -> T:
+        """Drive ``flow``; a failure ends ``record`` (unless ``end`` is False: the caller
+        ends it), and a caller going away with an attempt on the wire cancels it."""
+        sent = 0
         try:
             action = next(flow)
             while True:
@@ -321,6 +305,10 @@ class HolySheepClient(_ClientBase):
                     time.sleep(action.seconds)
                     action = next(flow)
                     continue
+                if isinstance(action, Consult):
+                    action = flow.send(action.store.apply(action.op))
+                    continue
+                sent += 1
                 try:
                     outcome: Reply | HolySheepError = self._transport.send(action)
                 except HolySheepError as exc:
@@ -329,9 +317,22 @@ class HolySheepClient(_ClientBase):
         except StopIteration as stop:
             return stop.value
         except HolySheepError as exc:
-            self._pipeline.fail(exc)
+            if record is None:
+                self._pipeline.fail(exc)
+            elif end:
+                record.attempts += sent
+                sent = 0
+                record.failed(exc)
+            raise
+        except BaseException:
+            if record is not None and end and sent:
+                record.attempts += sent
+                sent = 0
+                record.cancelled()
             raise
         finally:
+            if record is not None:
+                record.attempts += sent
             # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
             flow.close()
 
@@ -346,12 +347,12 @@ class HolySheepClient(_ClientBase):
         """
         plan = self._chat_plan(model, messages, params, stream=False)
         if self._cache is not None:  # a hit never enters the request flow
-            return self._cache.complete(plan, lambda: self._complete(plan))
+            return _cache_hit_seen(plan, self._cache.complete(plan, lambda: self._complete(plan)))
         return self._complete(plan)
 
     def _complete(self, plan: Plan) -> ChatCompletion:
-        started = self._pipeline.clock()
-        return self._chat_result(self._run(self._pipeline.call(plan)), started)
+        record = self._pipeline.record(plan.models[0], watch=plan.watch)
+        return self._chat_result(self._run(self._pipeline.call(plan), record), record)
 
     def stream_chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
@@ -360,13 +361,14 @@ class HolySheepClient(_ClientBase):
         here; after it, a failure raises ``StreamError`` from the iteration."""
         plan = self._chat_plan(model, messages, params, stream=True)
         if self._cache is not None:  # a hit replays as a stream, usage chunk included
-            return self._cache.stream(plan, lambda: self._stream(plan))
+            return _cache_hit_seen(plan, self._cache.stream(plan, lambda: self._stream(plan)))
         return self._stream(plan)
 
     def _stream(self, plan: Plan) -> ChatStream:
-        started = self._pipeline.clock()
-        served = self._run(self._pipeline.call(plan))
-        return ChatStream(self._chat_stream_book(served, started))
+        record = self._pipeline.record(plan.models[0], stream=True, watch=plan.watch)
+        served = self._run(self._pipeline.call(plan), record)
+        record.served(served)
+        return ChatStream(_StreamBook(record, served.reply))
 
     def embeddings(
         self,
@@ -378,21 +380,26 @@ class HolySheepClient(_ClientBase):
     ) -> EmbeddingResponse:
         """Embeddings for one text or many; long lists go out in ``batch_size`` requests."""
         plans = self._embeddings_plans(model, input, params, batch_size)
-        started = self._pipeline.clock()
-        done: list[tuple[EmbeddingResponse, int]] = []
+        record = self._pipeline.record(model, watch=plans[0][0].watch)
+        done: list[EmbeddingResponse] = []
+        billed: list[EmbeddingResponse] = []
         try:
             for plan, texts in plans:
-                served = self._run(self._pipeline.call(plan))
-                done.append(self._embedding_batch(served, model, texts))
-        except HolySheepError:
-            self._embeddings_failed(done, model)
+                served = self._run(self._pipeline.call(plan), record, end=False)
+                done.append(self._embedding_batch(served, record, texts, billed))
+        except HolySheepError as exc:
+            self._embeddings_failed(record, exc, billed)
             raise
-        return self._embeddings_result(done, model, started, plans[0][0].watch)
+        return self._embeddings_result(done, record)
 
     def models(self) -> list[Model]:
         self._check_open()
         reply, _ = self._run(self._pipeline.attempts(Send("GET", "/models"), model="-"))
-        return self._pipeline.parse(reply, ModelList).data
+        try:
+            return self._pipeline.parse(reply, ModelList).data
+        except HolySheepError as exc:
+            self._pipeline.fail(exc)
+            raise
 
     def health_check(self, timeout: float = 5.0) -> Health:
         """Whether the API answers ``GET /models`` with this key within ``timeout`` seconds
@@ -436,7 +443,12 @@ class AsyncHolySheepClient(_ClientBase):
                 transport = AsyncHttpxTransport(self.config)
         self._transport = transport
 
-    async def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:
+    async def _run(
+        self, flow: Generator[Effect, Any, T], record: CallRecord | None = None, *, end: bool = True
+    ) -> T:
+        """Drive ``flow``; a failure ends ``record`` (unless ``end`` is False: the caller
+        ends it), and a caller going away with an attempt on the wire cancels it."""
+        sent = 0
         try:
             action = next(flow)
             while True:
@@ -444,6 +456,10 @@ class AsyncHolySheepClient(_ClientBase):
                     await asyncio.sleep(action.seconds)
                     action = next(flow)
                     continue
+                if isinstance(action, Consult):
+                    action = flow.send(await action.store.apply_async(action.op))
+                    continue
+                sent += 1
                 try:
                     outcome: Reply | HolySheepError = await self._transport.send(action)
                 except HolySheepError as exc:
@@ -452,9 +468,22 @@ class AsyncHolySheepClient(_ClientBase):
         except StopIteration as stop:
             return stop.value
         except HolySheepError as exc:
-            self._pipeline.fail(exc)
+            if record is None:
+                self._pipeline.fail(exc)
+            elif end:
+                record.attempts += sent
+                sent = 0
+                record.failed(exc)
+            raise
+        except BaseException:
+            if record is not None and end and sent:
+                record.attempts += sent
+                sent = 0
+                record.cancelled()
             raise
         finally:
+            if record is not None:
+                record.attempts += sent
             # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
             flow.close()
 
@@ -463,13 +492,14 @@ class AsyncHolySheepClient(_ClientBase):
     ) -> ChatCompletion:
         """Async twin of :meth:`HolySheepClient.chat_completion`."""
         plan = self._chat_plan(model, messages, params, stream=False)
-        if self._cache is not None:
-            return await self._cache.acomplete(plan, lambda: self._complete(plan))
+        if self._cache is not None:  # a hit never enters the request flow
+            answer = await self._cache.acomplete(plan, lambda: self._complete(plan))
+            return _cache_hit_seen(plan, answer)
         return await self._complete(plan)
 
     async def _complete(self, plan: Plan) -> ChatCompletion:
-        started = self._pipeline.clock()
-        return self._chat_result(await self._run(self._pipeline.call(plan)), started)
+        record = self._pipeline.record(plan.models[0], watch=plan.watch)
+        return self._chat_result(await self._run(self._pipeline.call(plan), record), record)
 
     async def stream_chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
@@ -477,14 +507,17 @@ class AsyncHolySheepClient(_ClientBase):
         """Async twin of :meth:`HolySheepClient.stream_chat_completion`:
         ``async with await client.stream_chat_completion(...) as stream: async for ...``."""
         plan = self._chat_plan(model, messages, params, stream=True)
-        if self._cache is not None:
-            return await self._cache.astream(plan, lambda: self._stream(plan))
+        if self._cache is not None:  # a hit replays as a stream, usage chunk included
+            return _cache_hit_seen(
+                plan, await self._cache.astream(plan, lambda: self._stream(plan))
+            )
         return await self._stream(plan)
 
     async def _stream(self, plan: Plan) -> AsyncChatStream:
-        started = self._pipeline.clock()
-        served = await self._run(self._pipeline.call(plan))
-        return AsyncChatStream(self._chat_stream_book(served, started))
+        record = self._pipeline.record(plan.models[0], stream=True, watch=plan.watch)
+        served = await self._run(self._pipeline.call(plan), record)
+        record.served(served)
+        return AsyncChatStream(_StreamBook(record, served.reply))
 
     async def embeddings(
         self,
@@ -496,31 +529,33 @@ class AsyncHolySheepClient(_ClientBase):
     ) -> EmbeddingResponse:
         """Async twin of :meth:`HolySheepClient.embeddings`; batches go out concurrently."""
         plans = self._embeddings_plans(model, input, params, batch_size)
-        started = self._pipeline.clock()
+        record = self._pipeline.record(model, watch=plans[0][0].watch)
+        billed: list[EmbeddingResponse] = []
 
         # A task group, not gather: when one batch fails the others are cancelled instead of
         # running on unobserved.
-        async def batch(plan: Plan, texts: int) -> tuple[EmbeddingResponse, int]:
-            served = await self._run(self._pipeline.call(plan))
-            return self._embedding_batch(served, model, texts)
+        async def batch(plan: Plan, texts: int) -> EmbeddingResponse:
+            served = await self._run(self._pipeline.call(plan), record, end=False)
+            return self._embedding_batch(served, record, texts, billed)
 
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(batch(p, n)) for p, n in plans]
         except BaseExceptionGroup as eg:
-            done = [
-                t.result() for t in tasks if t.done() and not t.cancelled() and not t.exception()
-            ]
-            self._embeddings_failed(done, model)
-            raise eg.exceptions[0] from None
-        return self._embeddings_result(
-            [t.result() for t in tasks], model, started, plans[0][0].watch
-        )
+            first = eg.exceptions[0]
+            if isinstance(first, HolySheepError):
+                self._embeddings_failed(record, first, billed)
+            raise first from None
+        return self._embeddings_result([t.result() for t in tasks], record)
 
     async def models(self) -> list[Model]:
         self._check_open()
         reply, _ = await self._run(self._pipeline.attempts(Send("GET", "/models"), model="-"))
-        return self._pipeline.parse(reply, ModelList).data
+        try:
+            return self._pipeline.parse(reply, ModelList).data
+        except HolySheepError as exc:
+            self._pipeline.fail(exc)
+            raise
 
     async def health_check(self, timeout: float = 5.0) -> Health:
         """Async twin of :meth:`HolySheepClient.health_check`. Never raises."""

@@ -2,7 +2,8 @@
 
 :meth:`Pipeline.attempts` is a generator that yields what to do next, a
 :class:`~holysheep_core.transport.base.Send` (make this HTTP attempt, send back the
-:class:`Reply` or the error) or a :class:`Wait` (sleep this long), and returns the
+:class:`Reply` or the error), a :class:`Wait` (sleep this long) or a :class:`Consult`
+(apply this policy operation on a networked store, send back its result), and returns the
 successful reply. The clients only drive it: ``time.sleep`` or ``asyncio.sleep``, a sync
 or an async transport. Every decision lives here or in :mod:`holysheep_core.policy`.
 
@@ -20,17 +21,16 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .accounting import Ledger, TokenUsage
+from .accounting import Ledger
 from .config import ClientConfig
 from .errors import APIResponseValidationError, APITimeoutError, HolySheepError, error_from_response
 from .hooks import (
     FallbackUsed,
     RetryScheduled,
-    UsageRecorded,
     log_fallback,
     log_retry,
     logger,
@@ -39,11 +39,13 @@ from .hooks import (
 from .observer import CallWatch, RateLimitWait
 from .policy.fallback import falls_back
 from .policy.guard import CallGuard, Guard
+from .policy.operations import Operation, StateStore
 from .policy.retry import GiveUp, decide
+from .record import CallRecord
 from .transport.base import Reply, Send
 from .types import Usage
 
-__all__ = ["CallFlow", "Flow", "Pipeline", "Plan", "Served", "Wait"]
+__all__ = ["CallFlow", "Consult", "Effect", "Flow", "Pipeline", "Plan", "Served", "Wait"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,7 +55,18 @@ class Wait:
     seconds: float
 
 
-Flow = Generator["Send | Wait", "Reply | HolySheepError | None", tuple[Reply, int]]
+@dataclass(frozen=True, slots=True)
+class Consult:
+    """Apply ``op`` on ``store`` and send back its result. Only a store that is not
+    ``inline`` (a networked one) is consulted through the driver, so the async driver can
+    await it; the in-memory store is applied inline by the flow itself."""
+
+    store: StateStore
+    op: Operation
+
+
+Effect = Send | Wait | Consult
+Flow = Generator[Effect, Any, tuple[Reply, int]]
 
 
 # Plan and Served are made on every call: plain slotted classes, since a frozen dataclass
@@ -67,11 +80,13 @@ class Plan:
     models: tuple[str, ...]
     resend: Callable[[str], Send] | None = None
     prompt_tokens: int = 0
-    """Estimated prompt tokens (``policy.ratelimit.estimate_tokens``)."""
+    """Estimated prompt tokens (``policy.ratelimit.estimate_tokens``), for the limiter."""
     max_output_tokens: int | None = None
     """``max_tokens`` when the call set it."""
     choices: int = 1
     """``n``: each choice may take ``max_output_tokens``."""
+    media_parts: int = 0
+    """Non-text content parts (images): the budgets bound each by the model's profile."""
     watch: CallWatch | None = None
     """The call's telemetry (:mod:`holysheep_core.observer`); None when not instrumented."""
 
@@ -88,7 +103,7 @@ class Served:
     watch: CallWatch | None = None
 
 
-CallFlow = Generator["Send | Wait", "Reply | HolySheepError | None", Served]
+CallFlow = Generator[Effect, Any, Served]
 
 
 class Pipeline:
@@ -125,7 +140,12 @@ class Pipeline:
             guard = None
             try:
                 guard = self.policies.open(
-                    model, plan.prompt_tokens, plan.max_output_tokens, plan.choices
+                    model,
+                    plan.prompt_tokens,
+                    plan.max_output_tokens,
+                    plan.choices,
+                    body_bytes=len(send.body or b""),
+                    media_parts=plan.media_parts,
                 )
                 if guard is not None:
                     guard.watch = watch
@@ -135,7 +155,7 @@ class Pipeline:
             except HolySheepError as exc:
                 if guard is not None:
                     self.policies.release(guard)
-                made += getattr(exc, "attempts", 0)
+                made += exc.attempts
                 if i == last or not falls_back(exc):
                     exc.attempts = made
                     if failed:
@@ -179,6 +199,7 @@ class Pipeline:
         the breaker's pass. ``start`` is when the call began (default: now).
         """
         policy = self.config.retry
+        policies = self.policies
         clock = self.clock
         start = clock() if start is None else start
         attempt = 0
@@ -188,14 +209,19 @@ class Pipeline:
             request = send
             if guard is not None:
                 try:
-                    # The limiter's turn and the breaker's pass; a generator only when the
-                    # turn is not yet (most calls have it at once).
+                    # Budget holds, the limiter's turn and the breaker's pass, in one
+                    # operation; a Wait only when the turn is not yet (most calls have it
+                    # at once).
                     left = None if policy.deadline is None else policy.deadline - (clock() - start)
-                    wait = self.policies.before_attempt(guard, left)
-                    if wait > 0:
-                        if watch is not None:
-                            watch.event(RateLimitWait(model, wait))
-                        yield from self._wait_turn(guard, wait)
+                    op = policies.before(guard, left)
+                    if op is not None:
+                        store = policies.store
+                        result = store.apply(op) if store.inline else (yield Consult(store, op))
+                        wait = policies.entered(guard, op, result)
+                        if wait > 0:
+                            if watch is not None:
+                                watch.event(RateLimitWait(model, wait))
+                            yield from self._wait_turn(guard, wait)
                 except HolySheepError as shed:
                     shed.attempts = attempt - 1  # this attempt never went out
                     if previous is not None:
@@ -228,7 +254,11 @@ class Pipeline:
                     self.policies.abort(guard, sent=True)
                 raise
             if guard is not None:
-                self.policies.after_attempt(guard, outcome)
+                after = policies.after(guard, outcome)
+                if after is not None:
+                    store = policies.store
+                    done = store.apply(after) if store.inline else (yield Consult(store, after))
+                    policies.left(guard, done)
             if isinstance(outcome, Reply):
                 if outcome.ok:
                     return outcome, attempt
@@ -265,41 +295,39 @@ class Pipeline:
             previous = error
             yield Wait(decision.delay)
 
-    def _wait_turn(self, guard: CallGuard, wait: float) -> Generator[Wait, None, None]:
+    def _wait_turn(self, guard: CallGuard, wait: float) -> Generator[Effect, Any, None]:
         """Wait this attempt's turn in the rate limiter, then take the breaker's pass."""
+        policies = self.policies
         try:
             yield Wait(wait)
+            op = policies.admit(guard)
+            if op is not None:
+                store = policies.store
+                result = store.apply(op) if store.inline else (yield Consult(store, op))
+                policies.admitted(guard, result)
         except BaseException:
-            self.policies.abort(guard)
+            policies.abort(guard)
             raise
-        self.policies.admit(guard)
 
-    # --- after the flow: parse, price, book ------------------------------------------
+    # --- after the flow: parse, price; a CallRecord books ------------------------------
 
-    def parse(
-        self,
-        reply: Reply,
-        model_type: type[M],
-        *,
-        attempts: int = 1,
-        guard: CallGuard | None = None,
-        watch: CallWatch | None = None,
-    ) -> M:
+    def record(
+        self, model: str, *, stream: bool = False, watch: CallWatch | None = None
+    ) -> CallRecord:
+        """The books of a call starting now (``watch``: its telemetry, if instrumented)."""
+        return CallRecord(self, model, stream=stream, watch=watch)
+
+    def parse(self, reply: Reply, model_type: type[M]) -> M:
+        """The answer's body as ``model_type``; ``APIResponseValidationError`` when it is
+        not the wire format (nothing is booked here: the call's record does that)."""
         try:
             return model_type.model_validate_json(reply.body)
         except ValidationError as exc:
-            error = APIResponseValidationError(
+            raise APIResponseValidationError(
                 f"the server's {model_type.__name__} does not match the wire format: "
                 f"{_summarise(exc)}; content-type {reply.headers.get('content-type')!r}",
                 request_id=reply.request_id,
-            )
-        # The call ends here, after the retry flow: count it, or stats() would miss it.
-        error.attempts = attempts
-        self.settle(guard)  # answered, so maybe billed: the estimate stands as its cost
-        self.fail(error)
-        if watch is not None:
-            watch.failed(error)
-        raise error
+            ) from None
 
     def cost(self, model: str, served: str | None, usage: Usage | None) -> Decimal | None:
         cost = self.prices.cost(model, usage)
@@ -314,47 +342,8 @@ class Pipeline:
             )
         return cost
 
-    def book(
-        self,
-        model: str,
-        served: str | None,
-        usage: Usage | None,
-        *,
-        started: float,
-        attempts: int,
-        request_id: str | None,
-        stream: bool = False,
-        ttft: float | None = None,
-        guard: CallGuard | None = None,
-    ) -> Decimal | None:
-        """Record one successful call once, and return its cost."""
-        cost = self.cost(model, served, usage)
-        self.settle(guard, usage, cost)
-        tokens = TokenUsage.from_usage(usage, cost)
-        latency = self.clock() - started
-        self.ledger.record_success(model, tokens, latency, retries=attempts - 1, ttft=ttft)
-        if self.config.on_usage:
-            run_hooks(
-                self.config.on_usage,
-                UsageRecorded(
-                    model=model,
-                    usage=tokens,
-                    latency=latency,
-                    stream=stream,
-                    request_id=request_id,
-                ),
-            )
-        return cost
-
-    def settle(
-        self, guard: CallGuard | None, usage: Usage | None = None, cost: Decimal | None = None
-    ) -> None:
-        """Correct what the policies estimated for a call to its reported usage and cost
-        (unknown: the budget keeps the estimate as spent). Once per call; None is a no-op."""
-        if guard is not None:
-            self.policies.settle(guard, usage, cost)
-
     def fail(self, error: BaseException) -> None:
+        """Count a failed request that has no record (``models()``)."""
         attempts = getattr(error, "attempts", 1)
         self.ledger.record_failure(error, retries=max(attempts - 1, 0))
 

@@ -4,7 +4,6 @@ refused before they spend and reconciled to the reported cost after."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +25,6 @@ from holysheep_core import (
 from holysheep_core.emulator import Fault
 from holysheep_core.params import build_chat_body, encode_json
 from holysheep_core.policy.budget import active_budgets
-from holysheep_core.policy.ratelimit import estimate_tokens
 
 MODEL = "gpt-4.1"
 HI = [{"role": "user", "content": "hi there"}]
@@ -34,57 +32,16 @@ D = Decimal
 
 
 def estimate(client: Any, model: str, max_tokens: int | None, **params: Any) -> Decimal:
-    """The documented upper bound: the body's estimated prompt tokens plus max_tokens (the
+    """The documented upper bound: the body's bytes as prompt tokens plus max_tokens (the
     model's output limit when unset), at the price table's rates."""
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    prompt = estimate_tokens(encode_json(build_chat_body(model, HI, params)))
+    prompt = len(encode_json(build_chat_body(model, HI, params)))
     out = max_tokens if max_tokens is not None else client.prices.profile(model).max_output_tokens
     return client.prices.estimate(model, prompt, out)
 
 
-# --- the budget on its own ----------------------------------------------------------------
-
-
-def test_holds_count_against_the_cap_until_settled_or_released() -> None:
-    budget = Budget("1.00")
-    a = budget.hold(D("0.40"), model="m")
-    b = budget.hold(D("0.50"), model="m")
-    with pytest.raises(BudgetExceededError) as refused:
-        budget.hold(D("0.20"), model="m")
-    assert (refused.value.budget_usd, refused.value.estimate_usd) == (D("1.00"), D("0.20"))
-    assert budget.held_usd == D("0.90")  # the refused hold took nothing
-    budget.settle(a, D("0.10"))  # the real cost replaces the estimate
-    budget.release(b)  # a failed call spent nothing
-    assert (budget.spent_usd, budget.held_usd, budget.remaining_usd) == (
-        D("0.10"),
-        0,
-        D("0.90"),
-    )
-    budget.settle(budget.hold(D("0.30"), model="m"), None)  # unknown cost: the estimate stands
-    assert budget.spent_usd == D("0.40")
-
-
-def test_concurrent_holds_never_pass_the_cap() -> None:
-    budget = Budget("5.5")
-    start = threading.Barrier(20)
-    granted: list[bool] = []
-
-    def hold() -> None:
-        start.wait()
-        try:
-            budget.hold(D(1), model="m")
-            granted.append(True)
-        except BudgetExceededError:
-            granted.append(False)
-
-    threads = [threading.Thread(target=hold) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert granted.count(True) == 5
-    assert budget.held_usd == 5
+# --- the budget on its own (its holds and settlements: tests/core/test_operations.py) ----
 
 
 @pytest.mark.parametrize("cap", [-1, "nan", "inf", "lots", True])
@@ -236,7 +193,7 @@ def test_streams_settle_at_their_end_and_an_early_exit_keeps_the_estimate(
     with client.stream_chat_completion(model=MODEL, messages=long, max_tokens=100) as stream:
         next(stream)
     body = build_chat_body(MODEL, long, {"max_tokens": 100}, stream=True)
-    prompt = estimate_tokens(encode_json(body))
+    prompt = len(encode_json(body))
     # The server may bill a stream it was not allowed to finish: its estimate counts.
     assert budget.spent_usd - before == client.prices.estimate(MODEL, prompt, 100)
     assert budget.held_usd == 0
@@ -282,3 +239,60 @@ def test_a_timed_out_call_keeps_its_estimate(emulator: Any, make_client: Any) ->
     with pytest.raises(APITimeoutError):
         client.chat_completion(model=MODEL, messages=HI, max_tokens=20)
     assert (budget.spent_usd, budget.held_usd) == (estimate(client, MODEL, 20), 0)
+
+
+# --- a cap racing 100 concurrent calls, spend counted by the server ------------------------
+
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+RACES = {
+    # an image part: the server bills a tiled high-detail image (1,445 tokens)
+    "image": (
+        "gpt-4.1",
+        [{"role": "user", "content": [{"type": "text", "text": "what?"}, IMAGE]}],
+        {"max_tokens": 20},
+        "0.20",
+    ),
+    # CJK text: two tokens per character, where a quarter of the bytes guessed 0.75
+    "cjk": (
+        "deepseek-v3.2",
+        [{"role": "user", "content": "你好世界" * 500}],
+        {"max_tokens": 100},
+        "0.01",
+    ),
+    # max_tokens unset: the server writes 4,000 tokens (the model's limit is 8,192)
+    "unset": ("deepseek-v3.2", HI, {}, "0.01"),
+}
+
+
+@pytest.mark.parametrize("race", sorted(RACES))
+async def test_concurrent_calls_never_spend_past_the_cap(race: str, api_key: str) -> None:
+    from billing_server import BillingServer
+
+    from holysheep_core import AsyncHolySheepClient
+
+    model, messages, params, cap = RACES[race]
+    budget = Budget(cap)
+    with BillingServer() as server:
+        async with AsyncHolySheepClient(
+            api_key=api_key, base_url=server.url, budget_usd=budget, max_retries=0
+        ) as client:
+            results = await asyncio.gather(
+                *(
+                    client.chat_completion(model=model, messages=messages, **params)
+                    for _ in range(100)
+                ),
+                return_exceptions=True,
+            )
+            prices = client.prices
+        billed = server.ledger()
+    spent = sum(
+        (prices.cost_of_tokens(prices.price(model), b["prompt"], b["completion"]) for b in billed),
+        Decimal(0),
+    )
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert answered and all(
+        isinstance(r, BudgetExceededError) for r in results if isinstance(r, BaseException)
+    )
+    assert len(billed) == len(answered)
+    assert spent <= budget.cap_usd  # what the server billed, not what we think we spent
+    assert (budget.spent_usd, budget.held_usd) == (spent, 0)  # and we booked exactly that
