@@ -3,6 +3,7 @@ SSE streaming, typed models and errors, and usage and cost accounting."""
 
 from .accounting import CacheStats, Ledger, Stats, TokenUsage, UsageTally
 from .cache import CacheHit, ResponseCache
+from .chat_stream import AsyncChatStream, ChatStream
 from .client import AsyncHolySheepClient, Health, HolySheepClient
 from .config import DEFAULT_BASE_URL, ClientConfig, Timeouts
 from .errors import (
@@ -36,7 +37,6 @@ from .policy.ratelimit import Limit, RateLimits
 from .policy.retry import RetryPolicy
 from .policy.store import InMemoryStore, StateStore
 from .pricing import ModelPrice, ModelProfile, PriceTable
-from .streams import AsyncChatStream, ChatStream
 from .types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Model, Usage
 
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from .accounting import Stats
 from .cache.client_cache import ClientCache
 from .cache.replay import AsyncCachedChatStream, CachedChatStream
+from .chat_stream import AsyncChatStream, ChatStream, _StreamBook
 from .config import ClientConfig
 from .errors import APIResponseValidationError, HolySheepError, InvalidRequestError
 from .observer import CallEnd, watch_call
@@ -24,7 +25,6 @@ from .policy.budget import Budget, media_parts
 from .policy.fallback import check_models, model_chain
 from .policy.ratelimit import estimate_tokens
 from .record import CallRecord
-from .streams import AsyncChatStream, ChatStream, _StreamBook
 from .transport.base import AsyncTransport, Reply, Send, SyncTransport
 from .types import ChatCompletion, EmbeddingResponse, Model, ModelList, Usage
 

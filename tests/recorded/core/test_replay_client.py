@@ -4,7 +4,7 @@ plain and streamed answers, tool calls, JSON-schema output, embeddings, models, 
 Assertions hold for any faithful server (the emulator or the live API), so a re-recording
 against either passes: usage adds up, cost follows the price rule, tool arguments and
 structured output validate against their schemas. Split-chunk streaming is not covered
-here (a cassette replays a stream as one chunk): tests/core/test_sse.py covers it.
+here (a cassette replays a stream as one chunk): tests/core/test_sse_decoder.py covers it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from holysheep_core.errors import HolySheepError, StreamError
-from holysheep_core.sse import Need, SSEDecoder, SSEEvent, SSEStateError
+from holysheep_core.sse_decoder import Need, SSEDecoder, SSEEvent, SSEStateError
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None)
 

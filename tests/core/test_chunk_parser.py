@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from holysheep_core import ChatCompletionChunk, StreamError
-from holysheep_core.streaming import ChunkParser
+from holysheep_core.chunk_parser import ChunkParser
 
 USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
 

@@ -25,7 +25,7 @@ from .errors import (
     StreamError,
     StreamTimeoutError,
 )
-from .sse import Need, SSEDecoder, SSEEvent
+from .sse_decoder import Need, SSEDecoder, SSEEvent
 from .types import ChatCompletionChunk, ChoiceDeltaToolCall, Usage
 
 __all__ = ["ChunkParser"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from .chunk_parser import ChunkParser
 from .errors import HolySheepError, StreamError
 from .record import CallRecord
-from .streaming import ChunkParser
 from .transport.base import Reply
 from .types import ChatCompletionChunk
 
