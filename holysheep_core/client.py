@@ -150,6 +150,24 @@ class _ClientBase:
         body = outcome.body.replace(self.config.api_key.get_secret_value().encode(), b"[redacted]")
         return Health(False, latency, outcome.status, body[:200].decode("utf-8", "replace"))
 
+    def _flow_stopped(
+        self, record: CallRecord | None, exc: BaseException, sent: int, *, end: bool
+    ) -> None:
+        """A driver's flow stopped on ``exc`` after ``sent`` attempts went out: count them,
+        and end the call (unless its caller does, ``end`` False): failed on our error,
+        cancelled when the caller went away with an attempt on the wire (it may be billed)."""
+        if record is None:
+            if isinstance(exc, HolySheepError):
+                self._pipeline.fail(exc)
+            return
+        record.attempts += sent
+        if not end:
+            return
+        if isinstance(exc, HolySheepError):
+            record.failed(exc)
+        elif sent:
+            record.cancelled()
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"this {type(self).__name__} is closed")
@@ -315,24 +333,13 @@ class HolySheepClient(_ClientBase):
                     outcome = exc
                 action = flow.send(outcome)
         except StopIteration as stop:
-            return stop.value
-        except HolySheepError as exc:
-            if record is None:
-                self._pipeline.fail(exc)
-            elif end:
-                record.attempts += sent
-                sent = 0
-                record.failed(exc)
-            raise
-        except BaseException:
-            if record is not None and end and sent:
-                record.attempts += sent
-                sent = 0
-                record.cancelled()
-            raise
-        finally:
             if record is not None:
                 record.attempts += sent
+            return stop.value
+        except BaseException as exc:
+            self._flow_stopped(record, exc, sent, end=end)
+            raise
+        finally:
             # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
             flow.close()
 
@@ -466,24 +473,13 @@ class AsyncHolySheepClient(_ClientBase):
                     outcome = exc
                 action = flow.send(outcome)
         except StopIteration as stop:
-            return stop.value
-        except HolySheepError as exc:
-            if record is None:
-                self._pipeline.fail(exc)
-            elif end:
-                record.attempts += sent
-                sent = 0
-                record.failed(exc)
-            raise
-        except BaseException:
-            if record is not None and end and sent:
-                record.attempts += sent
-                sent = 0
-                record.cancelled()
-            raise
-        finally:
             if record is not None:
                 record.attempts += sent
+            return stop.value
+        except BaseException as exc:
+            self._flow_stopped(record, exc, sent, end=end)
+            raise
+        finally:
             # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
             flow.close()
 
