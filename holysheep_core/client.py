@@ -16,7 +16,8 @@ from .accounting import Stats, TokenUsage
 from .config import ClientConfig
 from .errors import HolySheepError, InvalidRequestError
 from .params import build_chat_body, build_embeddings_body, encode_json
-from .pipeline import Pipeline, Plan, Served, Wait
+from .pipeline import Consult, Effect, Pipeline, Plan, Served, Wait
+from .policy.budget import Budget, media_parts
 from .policy.fallback import check_models, model_chain
 from .policy.ratelimit import estimate_tokens
 from .streams import AsyncChatStream, ChatStream, _StreamBook
@@ -60,6 +61,12 @@ class _ClientBase:
     def ledger(self) -> Any:
         return self._pipeline.ledger
 
+    @property
+    def budget(self) -> Budget | None:
+        """The client's own budget (``budget_usd=``): ``spent_usd``, ``held_usd``,
+        ``remaining_usd``. A cap given as a number lives in the client's policy store."""
+        return self._pipeline.policies.budget
+
     def stats(self) -> Stats:
         """Requests, errors, retries, latency and TTFT quantiles, tokens and cost by model,
         and the state of each circuit breaker."""
@@ -90,7 +97,15 @@ class _ClientBase:
             return replace(send, body=encode_json({**body, "model": other}))
 
         max_out = body.get("max_completion_tokens") or body.get("max_tokens")
-        return Plan(send, models, resend, estimate_tokens(send.body), max_out, body.get("n") or 1)
+        return Plan(
+            send,
+            models,
+            resend,
+            estimate_tokens(send.body),
+            max_out,
+            body.get("n") or 1,
+            media_parts(body["messages"]),
+        )
 
     def _embeddings_plans(
         self, model: str, input: str | list[str], params: Mapping[str, Any], batch_size: int
@@ -245,13 +260,16 @@ class HolySheepClient(_ClientBase):
             transport = HttpxTransport(self.config)
         self._transport = transport
 
-    def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:
+    def _run(self, flow: Generator[Effect, Any, T]) -> T:
         try:
             action = next(flow)
             while True:
                 if isinstance(action, Wait):
                     time.sleep(action.seconds)
                     action = next(flow)
+                    continue
+                if isinstance(action, Consult):
+                    action = flow.send(action.store.apply(action.op))
                     continue
                 try:
                     outcome: Reply | HolySheepError = self._transport.send(action)
@@ -356,13 +374,16 @@ class AsyncHolySheepClient(_ClientBase):
                 transport = AsyncHttpxTransport(self.config)
         self._transport = transport
 
-    async def _run(self, flow: Generator[Send | Wait, Any, T]) -> T:
+    async def _run(self, flow: Generator[Effect, Any, T]) -> T:
         try:
             action = next(flow)
             while True:
                 if isinstance(action, Wait):
                     await asyncio.sleep(action.seconds)
                     action = next(flow)
+                    continue
+                if isinstance(action, Consult):
+                    action = flow.send(await action.store.apply_async(action.op))
                     continue
                 try:
                     outcome: Reply | HolySheepError = await self._transport.send(action)

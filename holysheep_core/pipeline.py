@@ -2,7 +2,8 @@
 
 :meth:`Pipeline.attempts` is a generator that yields what to do next, a
 :class:`~holysheep_core.transport.base.Send` (make this HTTP attempt, send back the
-:class:`Reply` or the error) or a :class:`Wait` (sleep this long), and returns the
+:class:`Reply` or the error), a :class:`Wait` (sleep this long) or a :class:`Consult`
+(apply this policy operation on a networked store, send back its result), and returns the
 successful reply. The clients only drive it: ``time.sleep`` or ``asyncio.sleep``, a sync
 or an async transport. Every decision lives here or in :mod:`holysheep_core.policy`.
 
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -38,11 +39,12 @@ from .hooks import (
 )
 from .policy.fallback import falls_back
 from .policy.guard import CallGuard, Guard
+from .policy.operations import Operation, StateStore
 from .policy.retry import GiveUp, decide
 from .transport.base import Reply, Send
 from .types import Usage
 
-__all__ = ["CallFlow", "Flow", "Pipeline", "Plan", "Served", "Wait"]
+__all__ = ["CallFlow", "Consult", "Effect", "Flow", "Pipeline", "Plan", "Served", "Wait"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,7 +54,18 @@ class Wait:
     seconds: float
 
 
-Flow = Generator["Send | Wait", "Reply | HolySheepError | None", tuple[Reply, int]]
+@dataclass(frozen=True, slots=True)
+class Consult:
+    """Apply ``op`` on ``store`` and send back its result. Only a store that is not
+    ``inline`` (a networked one) is consulted through the driver, so the async driver can
+    await it; the in-memory store is applied inline by the flow itself."""
+
+    store: StateStore
+    op: Operation
+
+
+Effect = Send | Wait | Consult
+Flow = Generator[Effect, Any, tuple[Reply, int]]
 
 
 # Plan and Served are made on every call: plain slotted classes, since a frozen dataclass
@@ -66,11 +79,13 @@ class Plan:
     models: tuple[str, ...]
     resend: Callable[[str], Send] | None = None
     prompt_tokens: int = 0
-    """Estimated prompt tokens (``policy.ratelimit.estimate_tokens``)."""
+    """Estimated prompt tokens (``policy.ratelimit.estimate_tokens``), for the limiter."""
     max_output_tokens: int | None = None
     """``max_tokens`` when the call set it."""
     choices: int = 1
     """``n``: each choice may take ``max_output_tokens``."""
+    media_parts: int = 0
+    """Non-text content parts (images): the budgets bound each by the model's profile."""
 
 
 @dataclass(slots=True)
@@ -84,7 +99,7 @@ class Served:
     """What the policies hold until the call's usage is known."""
 
 
-CallFlow = Generator["Send | Wait", "Reply | HolySheepError | None", Served]
+CallFlow = Generator[Effect, Any, Served]
 
 
 class Pipeline:
@@ -120,7 +135,12 @@ class Pipeline:
             guard = None
             try:
                 guard = self.policies.open(
-                    model, plan.prompt_tokens, plan.max_output_tokens, plan.choices
+                    model,
+                    plan.prompt_tokens,
+                    plan.max_output_tokens,
+                    plan.choices,
+                    body_bytes=len(send.body or b""),
+                    media_parts=plan.media_parts,
                 )
                 reply, attempts = yield from self.attempts(
                     send, model=model, guard=guard, start=start
@@ -167,6 +187,7 @@ class Pipeline:
         the breaker's pass. ``start`` is when the call began (default: now).
         """
         policy = self.config.retry
+        policies = self.policies
         read_timeout = self.config.timeout.read
         clock = self.clock
         start = clock() if start is None else start
@@ -177,12 +198,17 @@ class Pipeline:
             request = send
             if guard is not None:
                 try:
-                    # The limiter's turn and the breaker's pass; a generator only when the
-                    # turn is not yet (most calls have it at once).
+                    # Budget holds, the limiter's turn and the breaker's pass, in one
+                    # operation; a Wait only when the turn is not yet (most calls have it
+                    # at once).
                     left = None if policy.deadline is None else policy.deadline - (clock() - start)
-                    wait = self.policies.before_attempt(guard, left)
-                    if wait > 0:
-                        yield from self._wait_turn(guard, wait)
+                    op = policies.before(guard, left)
+                    if op is not None:
+                        store = policies.store
+                        result = store.apply(op) if store.inline else (yield Consult(store, op))
+                        wait = policies.entered(guard, op, result)
+                        if wait > 0:
+                            yield from self._wait_turn(guard, wait)
                 except HolySheepError as shed:
                     shed.attempts = attempt - 1  # this attempt never went out
                     if previous is not None:
@@ -206,7 +232,11 @@ class Pipeline:
                     self.policies.abort(guard, sent=True)
                 raise
             if guard is not None:
-                self.policies.after_attempt(guard, outcome)
+                after = policies.after(guard, outcome)
+                if after is not None:
+                    store = policies.store
+                    done = store.apply(after) if store.inline else (yield Consult(store, after))
+                    policies.left(guard, done)
             if isinstance(outcome, Reply):
                 if outcome.ok:
                     return outcome, attempt
@@ -243,14 +273,19 @@ class Pipeline:
             previous = error
             yield Wait(decision.delay)
 
-    def _wait_turn(self, guard: CallGuard, wait: float) -> Generator[Wait, None, None]:
+    def _wait_turn(self, guard: CallGuard, wait: float) -> Generator[Effect, Any, None]:
         """Wait this attempt's turn in the rate limiter, then take the breaker's pass."""
+        policies = self.policies
         try:
             yield Wait(wait)
+            op = policies.admit(guard)
+            if op is not None:
+                store = policies.store
+                result = store.apply(op) if store.inline else (yield Consult(store, op))
+                policies.admitted(guard, result)
         except BaseException:
-            self.policies.abort(guard)
+            policies.abort(guard)
             raise
-        self.policies.admit(guard)
 
     # --- after the flow: parse, price, book ------------------------------------------
 

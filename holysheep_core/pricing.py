@@ -49,6 +49,10 @@ class ModelProfile:
     supports_json_schema: bool = True
     supports_reasoning: bool = False
     supports_vision: bool = False
+    max_media_tokens: int = 6_000
+    """An upper bound on the prompt tokens one non-text content part (an image) costs, for
+    budget holds: tiled high-detail images cost up to ~1,500 tokens on OpenAI and Anthropic
+    models, and a few thousand on Gemini for large images."""
 
 
 # From the provider's guide: one rate for input and output (DESIGN.md §4).

@@ -21,11 +21,14 @@ failure arriving while it is already open) cannot move the new state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from ..errors import APIConnectionError, HolySheepError, PoolTimeoutError
 from ..transport.base import Reply
-from .store import StateStore
+
+if TYPE_CHECKING:
+    from .operations import StateStore
 
 __all__ = [
     "Admission",
@@ -38,8 +41,8 @@ __all__ = [
     "Transition",
     "admit",
     "classify",
-    "peek",
     "record",
+    "transition",
 ]
 
 
@@ -49,7 +52,7 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-class Outcome(Enum):
+class Outcome(StrEnum):
     """What one attempt tells the breaker about the server's health."""
 
     SUCCESS = "success"
@@ -173,13 +176,6 @@ def _refusal(policy: BreakerPolicy, c: Circuit, now: float) -> Refusal | None:
     return None
 
 
-def peek(policy: BreakerPolicy, c: Circuit, now: float) -> Refusal | None:
-    """Whether an attempt now would be refused, without taking a probe slot."""
-    if c.state is CircuitState.CLOSED:
-        return None
-    return _refusal(policy, _settle(policy, c, now), now)
-
-
 def admit(policy: BreakerPolicy, c: Circuit, now: float) -> tuple[Circuit, Admission | Refusal]:
     """Let one attempt through (taking a probe slot when half-open) or refuse it."""
     if c.state is CircuitState.CLOSED:  # the usual case: nothing to settle or refuse
@@ -226,7 +222,7 @@ def record(
     return c
 
 
-def _transition(
+def transition(
     policy: BreakerPolicy, key: str, old: Circuit | None, new: Circuit
 ) -> Transition | None:
     before = old.state if old is not None else CircuitState.CLOSED
@@ -243,66 +239,22 @@ def _transition(
 
 
 class CircuitBreaker:
-    """Circuits by key in a store. Each method is one atomic store update and returns the
-    transition it caused, if any, for the caller to announce (this class never logs)."""
+    """The policy and store keys of a client's circuits. The circuits live in the client's
+    store and change only through its operations (:mod:`.operations`)."""
 
     PREFIX = "breaker:"
 
-    def __init__(self, policy: BreakerPolicy, store: StateStore) -> None:
+    def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy
-        self.store = store
-        self._pass = Admission(-1, False)
 
     def store_key(self, key: str) -> str:
         return self.PREFIX + key
 
-    def admit_value(
-        self, key: str, old: Circuit | None, now: float
-    ) -> tuple[Circuit, Admission | Refusal, Transition | None]:
-        """:func:`admit` on a circuit already read from the store, for a caller that
-        changes it in one update with other keys: the new circuit, the verdict and the
-        transition."""
-        if old is not None and old.state is CircuitState.CLOSED:
-            # The usual case, as admit() decides it, without building a pass per call:
-            # passes are values, so the calls of one epoch can share one.
-            passed = self._pass
-            if passed.epoch != old.epoch:
-                passed = self._pass = Admission(old.epoch, False)
-            return old, passed, None
-        new, verdict = admit(self.policy, old or _NEW, now)
-        return new, verdict, None if new is old else _transition(self.policy, key, old, new)
-
-    def admit(self, key: str, now: float) -> tuple[Admission | Refusal, Transition | None]:
-        def change(
-            values: list[Circuit | None],
-        ) -> tuple[list[Circuit], tuple[Admission | Refusal, Transition | None]]:
-            new, verdict, transition = self.admit_value(key, values[0], now)
-            return [new], (verdict, transition)
-
-        return self.store.update([self.PREFIX + key], change)
-
-    def record_value(
-        self, key: str, old: Circuit | None, admission: Admission, outcome: Outcome, now: float
-    ) -> tuple[Circuit, Transition | None]:
-        """:func:`record` on a circuit already read from the store (see :meth:`admit_value`):
-        the new circuit and the transition."""
-        new = record(self.policy, old or _NEW, admission, outcome, now)
-        return new, None if new is old else _transition(self.policy, key, old, new)
-
-    def record(
-        self, key: str, admission: Admission, outcome: Outcome, now: float
-    ) -> Transition | None:
-        def change(values: list[Circuit | None]) -> tuple[list[Circuit], Transition | None]:
-            new, transition = self.record_value(key, values[0], admission, outcome, now)
-            return [new], transition
-
-        return self.store.update([self.PREFIX + key], change)
-
-    def states(self, now: float) -> dict[str, CircuitState]:
+    def states(self, store: StateStore, now: float) -> dict[str, CircuitState]:
         """Each known key's state as of ``now`` (an open circuit past its cool-down shows
         as half-open)."""
         n = len(self.PREFIX)
         return {
             key[n:]: _settle(self.policy, c, now).state
-            for key, c in self.store.items(self.PREFIX).items()
+            for key, c in store.items(self.PREFIX).items()
         }

@@ -1,31 +1,31 @@
 """The breaker, the rate limiter and the budgets of one client, applied around a call.
 
-:class:`~holysheep_core.pipeline.Pipeline` asks a :class:`Guard` before and after each
-attempt and the guard answers with data: how long to wait, or an error to raise. It reads
-the store's clock and announces breaker changes to the client's hooks, but never sleeps:
-both drivers wait the same way for every other reason. With no policy configured a call
-gets no :class:`CallGuard` at all, so the request path does no extra work.
+:class:`~holysheep_core.pipeline.Pipeline` asks a :class:`Guard` for the operation to
+apply before an attempt and the one to apply after it (:mod:`.operations`), and the guard
+reads their results: how long to wait, or an error to raise. It never sleeps or does I/O
+itself: the request flow consults the store (inline for the in-memory store, through its
+driver for a networked one). With no policy configured a call gets no :class:`CallGuard`
+at all, so the request path does no extra work.
 
-With policies, a call answered at once costs two store updates, each changing the
-breaker's circuit and the limiter's buckets together: one before the attempt (the
-breaker's pass and the limiter's turn) and one when the usage is known (the breaker's
-verdict and the limiter's correction). Only a 2xx on a closed circuit waits for that
-second update; any other verdict (a failure, a 4xx, a probe's answer) is recorded at
-once, in an update of its own.
+A call answered at once costs two operations: one before the attempt (budget holds,
+breaker pass, limiter turn) and one when its usage is known (the breaker's verdict, the
+limiter's correction, the budgets settled). Only a 2xx on a closed circuit waits for that
+second operation; any other verdict (a failure, a 4xx, a probe's answer) is recorded at
+once, in an operation of its own.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     APIConnectionError,
     APITimeoutError,
+    BudgetExceededError,
     CircuitOpenError,
-    HolySheepError,
     InvalidRequestError,
 )
 from ..errors import parse_retry_after as _retry_after
@@ -33,26 +33,35 @@ from ..hooks import BreakerChanged, log_breaker_change, run_hooks
 from ..transport.base import Reply
 from ..types import Usage
 from .breaker import Admission, CircuitBreaker, Outcome, Refusal, Transition, classify
-from .budget import Budget, active_budgets
-from .ratelimit import Buckets, RateLimiter, RateLimits, give_back, reserve
-from .store import InMemoryStore
+from .budget import Budget, active_budgets, prompt_bound
+from .operations import (
+    AfterAttempt,
+    BeforeAttempt,
+    BucketBack,
+    BudgetHold,
+    BudgetSettle,
+    Entered,
+    InMemoryStore,
+    Left,
+    Operation,
+    ServerCount,
+    StateStore,
+    nano_usd,
+    usd,
+)
+from .ratelimit import BucketSpec, RateLimiter
 
 if TYPE_CHECKING:
     from ..config import ClientConfig
-    from .ratelimit import _Spec
+    from ..errors import HolySheepError
 
 __all__ = ["CallGuard", "Gate", "Guard", "breaker_key"]
-
-# What the update before an attempt decides: the breaker's verdict (None: no pass taken
-# yet), the wait, whether the limiter granted the turn, and the breaker's transition.
-_Entry = tuple["Admission | Refusal | None", float, bool, "Transition | None"]
 
 # An upper bound on a call's output when neither max_tokens nor the model's profile gives
 # one, for budget estimates only.
 UNKNOWN_OUTPUT_TOKENS = 4096
 
-_NO_BUCKETS = Buckets((), (), (), ())
-_NO_LIMITS = RateLimits()
+_call_ids = itertools.count(1)
 
 
 def breaker_key(model: str, base_url: str) -> str:
@@ -61,19 +70,13 @@ def breaker_key(model: str, base_url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """What the calls on one model check, worked out on the first: the breaker's key, and
-    the store keys of its circuit and buckets (each tuple lists the circuit first, with a
-    breaker), with the limits of those buckets in the same order."""
+    """What the calls on one model check, worked out on the first: the breaker's key and
+    its store key (empty without a breaker), and the buckets drawn from."""
 
     key: str
-    keys: tuple[str, ...]
-    """Changed before an attempt: the circuit and every bucket."""
-    specs: tuple[_Spec, ...]
-    usage_keys: tuple[str, ...]
-    """Changed when the usage is known: the circuit and the token buckets."""
-    token_specs: tuple[_Spec, ...]
-    token_keys: tuple[str, ...]
-    circuit_keys: tuple[str, ...]
+    circuit_key: str
+    specs: tuple[BucketSpec, ...]
+    token_specs: tuple[BucketSpec, ...]
 
 
 @dataclass(slots=True)
@@ -82,16 +85,22 @@ class CallGuard:
 
     model: str
     gate: Gate
+    call_id: str
     tokens: int
-    """Estimated tokens (prompt and output) reserved from the limiter per attempt."""
-    holds: tuple[tuple[Budget, Decimal], ...] = ()
+    """Estimated tokens (prompt and output) taken from the limiter per attempt."""
+    pending: tuple[BudgetHold, ...] = ()
+    """Holds in the client's store, taken with the first attempt's turn."""
+    holds: tuple[tuple[StateStore, BudgetHold], ...] = ()
+    """Holds taken, with the store each lives in."""
     reserved: bool = False
     """The attempt about to be sent holds its turn in the limiter, until it is sent."""
     admission: Admission | None = None
     """The breaker's pass of the attempt in flight."""
     succeeded: Admission | None = None
     """The pass of an attempt answered 2xx on a closed circuit: its success changes
-    nothing but a failure count, so it waits for the usage, to share its update."""
+    nothing but a failure count, so it waits for the usage, to share its operation."""
+    counts: tuple[ServerCount, ...] = ()
+    """The server's rate-limit counts on that answer, recorded with it."""
     settled: bool = False
     unanswered: bool = False
     """An attempt went out and no answer came back (timeout, dropped, cancelled): the
@@ -103,80 +112,23 @@ class CallGuard:
         return self.gate.key
 
 
-# The two changes a call makes in the store, as functions of the values read (the last
-# argument; the others are bound with functools.partial, which builds less per call than a
-# closure does).
-
-
-def _enter(
-    breaker: CircuitBreaker | None,
-    limits: RateLimits,
-    gate: Gate,
-    tokens: float,
-    now: float,
-    max_wait: float | None,
-    values: list[Any],
-) -> tuple[list[Any], _Entry]:
-    """Before an attempt, on the values of ``gate.keys``: the breaker's pass, then the
-    limiter's turn. The pass is kept only when the turn is now: no pass (it may be a
-    probe's) is held while waiting; the breaker is asked again when the turn comes."""
-    if breaker is None:
-        taken, wait, granted = reserve(limits, gate.specs, tokens, values, now, max_wait)
-        return taken, (None, wait, granted, None)
-    old = values[0]
-    circuit, verdict, transition = breaker.admit_value(gate.key, old, now)
-    if isinstance(verdict, Refusal):
-        return values, (verdict, 0.0, True, None)
-    if not gate.specs:
-        return [circuit], (verdict, 0.0, True, transition)
-    taken, wait, granted = reserve(limits, gate.specs, tokens, values[1:], now, max_wait)
-    if wait > 0 or not granted:
-        return [old, *taken], (None, wait, granted, None)
-    return [circuit, *taken], (verdict, wait, granted, transition)
-
-
-def _leave(
-    breaker: CircuitBreaker | None,
-    limits: RateLimits,
-    gate: Gate,
-    succeeded: Admission | None,
-    back: float,
-    now: float,
-    values: list[Any],
-) -> tuple[list[Any], Transition | None]:
-    """When the usage is known, on the circuit (with ``succeeded``, the pass of a success
-    not recorded yet) and the token buckets (when ``back``, the estimate less the usage,
-    is not 0)."""
-    transition = None
-    new = []
-    if succeeded is not None:
-        assert breaker is not None
-        circuit, transition = breaker.record_value(
-            gate.key, values[0], succeeded, Outcome.SUCCESS, now
-        )
-        if not back:
-            return [circuit], transition
-        new.append(circuit)
-        values = values[1:]
-    for spec, b in zip(gate.token_specs, values, strict=True):
-        new.append(give_back(limits, spec, b, back, now))
-    return new, transition
-
-
 class Guard:
     def __init__(self, config: ClientConfig) -> None:
         store = config.policy_store or InMemoryStore()
-        self.store = store
+        self.store: StateStore = store
         self.clock = store.clock
         self.base_url = config.base_url
         self.prices = config.prices
-        self.breaker = CircuitBreaker(config.breaker, store) if config.breaker else None
-        self.limiter = RateLimiter(config.rate_limits, store) if config.rate_limits else None
-        # The limits the buckets follow; none (and no buckets) without a limiter.
-        self._limits = config.rate_limits or _NO_LIMITS
+        self.breaker = CircuitBreaker(config.breaker) if config.breaker else None
+        self._breaker_policy = config.breaker
+        self.limiter = RateLimiter(config.rate_limits) if config.rate_limits else None
+        self._tuning = None if self.limiter is None else self.limiter.tuning
         self._adapt = bool(config.rate_limits and config.rate_limits.adapt)
+        self._max_wait = config.rate_limits.max_wait if config.rate_limits else None
         cap = config.budget_usd
-        self.budget = cap if isinstance(cap, Budget) or cap is None else Budget(cap)
+        # A cap given as a number lives in this client's store, so that its holds share
+        # one operation with the breaker's pass and the limiter's turn.
+        self.budget = cap if isinstance(cap, Budget) or cap is None else Budget(cap, store=store)
         self._on_change = (log_breaker_change, *config.on_breaker_change)
         # One per model name seen, like the store's own keys.
         self._gates: dict[str, Gate] = {}
@@ -186,47 +138,58 @@ class Guard:
         gate = self._gates.get(model)
         if gate is None:
             key = breaker_key(model, self.base_url)
-            first = () if self.breaker is None else (self.breaker.store_key(key),)
-            b = _NO_BUCKETS if self.limiter is None else self.limiter.buckets(model)
-            gate = Gate(
-                key,
-                first + b.keys,
-                b.specs,
-                first + b.token_keys,
-                b.token_specs,
-                b.token_keys,
-                first,
-            )
-            self._gates[model] = gate
+            circuit = "" if self.breaker is None else self.breaker.store_key(key)
+            specs = () if self.limiter is None else self.limiter.buckets(model).specs
+            tokens = tuple(s for s in specs if s.kind == "tokens")
+            gate = self._gates[model] = Gate(key, circuit, specs, tokens)
         return gate
 
     # --- per call ---------------------------------------------------------------------
 
     def open(
-        self, model: str, prompt_tokens: int, max_output_tokens: int | None, choices: int = 1
+        self,
+        model: str,
+        prompt_tokens: int,
+        max_output_tokens: int | None,
+        choices: int = 1,
+        *,
+        body_bytes: int | None = None,
+        media_parts: int = 0,
     ) -> CallGuard | None:
-        """Hold the call's estimated cost in every budget that applies (raising
-        ``BudgetExceededError`` before anything is sent), or None when no policy applies.
+        """What the policies hold for a call, or None when no policy applies.
 
-        ``prompt_tokens`` is the body's estimate; each of ``choices`` may produce up to
-        ``max_output_tokens`` (unset: the model's output limit, for the budget's bound; no
-        output at all for the limiter, whose estimate the reported usage corrects)."""
+        ``prompt_tokens`` is the limiter's estimate of the prompt (usage corrects it); the
+        budgets hold a true upper bound instead, from the request body's size
+        (``body_bytes``) and its ``media_parts`` (:func:`~.budget.prompt_bound`).
+        Each of ``choices`` may produce up to ``max_output_tokens`` (unset: the
+        model's output limit, for the budget's bound; no output at all for the limiter).
+        Holds in budgets kept in another store than the client's are taken here (raising
+        ``BudgetExceededError`` before anything is sent); the others with the first turn.
+        """
         budgets = active_budgets()
         if self.budget is not None:
             budgets = (self.budget, *budgets)
         if not budgets and self.breaker is None and self.limiter is None:
             return None
         tokens = prompt_tokens + (max_output_tokens or 0) * choices
-        call = CallGuard(model, self.gate(model), tokens)
+        call = CallGuard(model, self.gate(model), str(next(_call_ids)), tokens)
         if budgets:
-            estimate = self._estimate(model, prompt_tokens, max_output_tokens, choices)
+            profile = self.prices.profile(model)
+            size = prompt_tokens * 4 if body_bytes is None else body_bytes
+            bound = prompt_bound(size, media_parts, profile)
+            estimate = self._estimate(model, bound, max_output_tokens, choices)
+            pending = []
             for budget in budgets:
-                try:
-                    hold = budget.hold(estimate, model=model)
-                except HolySheepError:
+                hold = budget.hold(estimate)
+                if budget.store is self.store:
+                    pending.append(hold)
+                    continue
+                entered = budget.store.apply(BeforeAttempt(call.call_id, holds=(hold,)))
+                if entered.budget_refusal is not None:
                     self.release(call)
-                    raise
-                call.holds += ((budget, hold),)
+                    raise self._budget_error(call, (hold,), entered)
+                call.holds += ((budget.store, hold),)
+            call.pending = tuple(pending)
         return call
 
     def _estimate(
@@ -247,135 +210,244 @@ class Guard:
     def release(self, call: CallGuard) -> None:
         """The call failed on this model. Its estimate is dropped when every attempt was
         answered (an error status bills nothing), and counts as spent when one was not."""
+        if call.settled:
+            return
         if call.unanswered or call.succeeded is not None:
             self.settle(call, None, None)
             return
-        holds, call.holds = call.holds, ()
-        for budget, hold in holds:
-            budget.release(hold)
+        call.settled = True
+        settles = self._settle_holds(call, None, billed=False)
+        if settles:
+            self.finish(AfterAttempt(call.call_id, settles=settles))
 
     def settle(self, call: CallGuard, usage: Usage | None, cost: Decimal | None) -> None:
-        """The server reported the call's usage: correct the estimates to it, and tell the
-        breaker of a success it has not heard yet; once, in one store update."""
+        """The server reported the call's usage (None: unknown): correct the estimates to
+        it, tell the breaker of a success it has not heard yet, settle the budgets; once,
+        in one operation on the client's store."""
         if call.settled:
             return
         call.settled = True
-        if call.holds:
-            holds, call.holds = call.holds, ()
-            for budget, hold in holds:
-                budget.settle(hold, cost)
+        settles = self._settle_holds(call, cost, billed=True)
         gate, succeeded = call.gate, call.succeeded
-        token_specs = gate.token_specs
         back = 0.0
-        if usage is not None and token_specs:
+        if usage is not None and gate.token_specs:
             back = float(call.tokens - usage.total_tokens)
-        if not back:
-            if succeeded is None:
-                return
-            keys = gate.circuit_keys
-        else:
-            keys = gate.token_keys if succeeded is None else gate.usage_keys
+        if not (back or succeeded or settles or call.counts):
+            return
         call.succeeded = None
-        change = partial(_leave, self.breaker, self._limits, gate, succeeded, back, self.clock())
-        transition = self.store.update(keys, change)
-        if transition is not None:
-            self._announce(call, transition)
+        op = AfterAttempt(
+            call.call_id,
+            gate.circuit_key,
+            self._breaker_policy if succeeded is not None else None,
+            succeeded,
+            Outcome.SUCCESS,
+            tuple(BucketBack(s, back) for s in gate.token_specs) if back else (),
+            call.counts,
+            (),
+            None,
+            self._tuning,
+            settles,
+        )
+        self._announce(call, self.finish(op))
+
+    def _settle_holds(
+        self, call: CallGuard, cost: Decimal | None, *, billed: bool
+    ) -> tuple[BudgetSettle, ...]:
+        """Settle the holds kept in other stores at once; return those of the client's
+        store, for the caller's operation. A call that may have been billed spends
+        ``cost``, or its hold when the cost is unknown; one that was not spends nothing."""
+        holds, call.holds = call.holds, ()
+        spent = None if cost is None else nano_usd(cost)
+        mine: list[BudgetSettle] = []
+        for store, hold in holds:
+            amount = (hold.amount if spent is None else spent) if billed else 0
+            settle = BudgetSettle(hold.key, hold.amount, amount)
+            if store is self.store:
+                mine.append(settle)
+            else:
+                self._finish_on(store, AfterAttempt(call.call_id, settles=(settle,)))
+        return tuple(mine)
 
     # --- per attempt ------------------------------------------------------------------
 
-    def before_attempt(self, call: CallGuard, max_wait: float | None) -> float:
-        """Take this attempt's turn in the rate limiter and, unless it must wait for it,
-        the breaker's pass, in one store update. Returns the seconds to wait first: after
-        them, :meth:`admit` takes the pass (at 0 the attempt may go at once). Raises
-        ``CircuitOpenError`` when the breaker refuses the attempt, and ``APITimeoutError``
-        when the wait would pass ``max_wait`` (the call's remaining deadline); neither
-        takes anything."""
+    def before(self, call: CallGuard, max_wait: float | None) -> BeforeAttempt | None:
+        """The operation to apply before an attempt, or None when there is nothing to take.
+
+        ``max_wait`` is the call's remaining deadline; the policy's ``max_wait`` caps it."""
         gate = call.gate
-        if not gate.keys:
-            return 0.0
-        limits = self._limits
-        if limits.max_wait is not None:
-            max_wait = limits.wait_cap(max_wait)
-        now = self.clock()
-        change = partial(_enter, self.breaker, limits, gate, float(call.tokens), now, max_wait)
-        verdict, wait, granted, transition = self.store.update(gate.keys, change)
-        if transition is not None:
-            self._announce(call, transition)
-        if isinstance(verdict, Refusal):
-            raise self._open_error(call, verdict)
-        if not granted:
+        if not (gate.specs or gate.circuit_key or call.pending):
+            return None
+        cap = self._max_wait
+        if cap is not None:
+            max_wait = cap if max_wait is None else min(max_wait, cap)
+        return BeforeAttempt(
+            call.call_id,
+            call.pending,
+            gate.circuit_key,
+            self._breaker_policy,
+            gate.specs,
+            float(call.tokens),
+            self._tuning,
+            max_wait,
+        )
+
+    def entered(self, call: CallGuard, op: BeforeAttempt, result: Entered) -> float:
+        """Read what :meth:`before`'s operation decided: the seconds to wait for the turn
+        (after them, :meth:`admit` takes the breaker's pass). Raises
+        ``BudgetExceededError``, ``CircuitOpenError``, or ``APITimeoutError`` when the turn
+        would come only as the call's deadline (or the policy's ``max_wait``) ends;
+        nothing is taken then."""
+        if result.transition is not None:
+            self._announce(call, result.transition)
+        if result.budget_refusal is not None:
+            self.release(call)
+            raise self._budget_error(call, op.holds, result)
+        if result.refusal is not None:
+            raise self._open_error(call, result.refusal)
+        if not result.granted:
             raise APITimeoutError(
                 f"the client-side rate limit would hold this {call.model} call for "
-                f"{wait:.2f}s, past its deadline or max_wait; nothing was sent",
-                retry_after=wait,
+                f"{result.wait:.2f}s, to or past its deadline or max_wait; nothing was sent",
+                retry_after=result.wait,
             )
-        call.admission = verdict
+        if op.holds:
+            call.holds += tuple((self.store, h) for h in op.holds)
+            call.pending = ()
+        call.admission = result.admission
         # A turn to wait for is held until the attempt goes (:meth:`admit`); one that is
         # now is spent at once.
-        call.reserved = wait > 0
-        return wait
+        call.reserved = result.wait > 0
+        return result.wait
 
-    def admit(self, call: CallGuard) -> None:
-        """The attempt waited its turn and is about to go: take the breaker's pass, or
-        raise ``CircuitOpenError`` (giving the limiter its turn back)."""
-        if call.admission is None and self.breaker is not None:
-            verdict, change = self.breaker.admit(call.key, self.clock())
-            self._announce(call, change)
-            if isinstance(verdict, Refusal):
-                self.abort(call)
-                raise self._open_error(call, verdict)
-            call.admission = verdict
+    def admit(self, call: CallGuard) -> BeforeAttempt | None:
+        """After waiting its turn: the operation that takes the breaker's pass, if any."""
         call.reserved = False  # spent: the request goes out now
+        if call.admission is not None or self._breaker_policy is None:
+            return None
+        call.reserved = True  # until the pass is taken
+        return BeforeAttempt(call.call_id, (), call.gate.circuit_key, self._breaker_policy)
 
-    def after_attempt(self, call: CallGuard, outcome: Reply | HolySheepError) -> None:
-        """Tell the breaker how the attempt went, and the limiter what the server said."""
+    def admitted(self, call: CallGuard, result: Entered) -> None:
+        """Read :meth:`admit`'s result: raise ``CircuitOpenError`` (giving the limiter its
+        turn back) when refused."""
+        if result.transition is not None:
+            self._announce(call, result.transition)
+        if result.refusal is not None:
+            self.abort(call)
+            raise self._open_error(call, result.refusal)
+        call.admission = result.admission
+        call.reserved = False
+
+    def after(self, call: CallGuard, outcome: Reply | HolySheepError) -> AfterAttempt | None:
+        """The operation telling the breaker how the attempt went and the limiter what the
+        server said, or None when it can wait for the call's usage (or has nothing)."""
         admission = call.admission
+        call.admission = None
+        verdict = Outcome.NEUTRAL
+        counts: tuple[ServerCount, ...] = ()
+        backoff: tuple[BucketSpec, ...] = ()
+        retry_after = None
         if isinstance(outcome, Reply):
-            if admission is not None:
-                call.admission = None
-                if outcome.ok and not admission.probe:
-                    # A success on a closed circuit changes at most a failure count, and the
-                    # call's usage comes next (at once, or at the stream's end): the update
-                    # that settles it records this too. A probe's may close the circuit.
-                    call.succeeded = admission
-                else:
-                    self._record(call, admission, classify(outcome))
             if self._adapt:
-                limiter, now = self.limiter, self.clock()
-                assert limiter is not None
+                assert self.limiter is not None
                 if outcome.status == 429:
-                    limiter.back_off(call.model, _retry_after(outcome.headers), now)
-                limiter.observe(call.model, outcome.headers, now)
-            return
-        if isinstance(outcome, APIConnectionError):
-            call.unanswered = True
-        if admission is not None:
-            call.admission = None
-            self._record(call, admission, classify(outcome))
+                    backoff, retry_after = call.gate.specs, _retry_after(outcome.headers)
+                counts = self.limiter.server_counts(call.model, outcome.headers)
+            if admission is not None:
+                if outcome.ok and not admission.probe:
+                    # A success on a closed circuit changes at most a failure count, and
+                    # the call's usage comes next (at once, or at the stream's end): the
+                    # operation that settles it records this too. A probe's may close it.
+                    call.succeeded, call.counts, admission = admission, counts, None
+                    counts = ()
+                else:
+                    verdict = classify(outcome)
+        else:
+            if isinstance(outcome, APIConnectionError):
+                call.unanswered = True
+            if admission is not None:
+                verdict = classify(outcome)
+        if admission is None and not counts and not backoff:
+            return None
+        return AfterAttempt(
+            call.call_id,
+            call.gate.circuit_key,
+            self._breaker_policy,
+            admission,
+            verdict,
+            (),
+            counts,
+            backoff,
+            retry_after,
+            self._tuning,
+        )
+
+    def left(self, call: CallGuard, result: Left) -> None:
+        self._announce(call, result.transition)
 
     def abort(self, call: CallGuard, *, sent: bool = False) -> None:
         """The attempt will not report (cancelled, or refused before sending): free its
-        probe slot without a verdict and return an unsent reservation. ``sent``: it was
-        on the wire when its caller went away."""
+        probe slot without a verdict and return an unsent turn, at once (this runs where
+        the flow can no longer consult the store through its driver). ``sent``: it was on
+        the wire when its caller went away."""
         call.unanswered = call.unanswered or sent
-        if call.admission is not None:
-            admission, call.admission = call.admission, None
-            self._record(call, admission, Outcome.NEUTRAL)
+        admission, call.admission = call.admission, None
+        back: tuple[BucketBack, ...] = ()
         if call.reserved:
             call.reserved = False
-            assert self.limiter is not None
-            self.limiter.return_turn(call.model, call.tokens, self.clock())
+            back = tuple(
+                BucketBack(s, 1.0 if s.kind == "requests" else float(call.tokens))
+                for s in call.gate.specs
+            )
+        if admission is None and not back:
+            return
+        op = AfterAttempt(
+            call.call_id,
+            call.gate.circuit_key,
+            self._breaker_policy,
+            admission,
+            Outcome.NEUTRAL,
+            back,
+            tuning=self._tuning,
+        )
+        self._announce(call, self.finish(op))
 
-    def _record(self, call: CallGuard, admission: Admission, verdict: Outcome) -> None:
-        assert self.breaker is not None
-        self._announce(call, self.breaker.record(call.key, admission, verdict, self.clock()))
+    def finish(self, op: Operation) -> Any:
+        """Apply an operation outside the request flow: inline, or queued on a networked
+        store (no I/O here: this may run in a finaliser)."""
+        return self._finish_on(self.store, op)
+
+    @staticmethod
+    def _finish_on(store: StateStore, op: Operation) -> Any:
+        if store.inline:
+            return store.apply(op)
+        store.defer(op)
+        return None
 
     # --- views and events -------------------------------------------------------------
 
     def breaker_states(self) -> dict[str, str]:
         if self.breaker is None:
             return {}
-        return {k: str(v) for k, v in self.breaker.states(self.clock()).items()}
+        return {k: str(v) for k, v in self.breaker.states(self.store, self.clock()).items()}
+
+    def _budget_error(
+        self, call: CallGuard, holds: tuple[BudgetHold, ...], result: Entered
+    ) -> BudgetExceededError:
+        refused = result.budget_refusal
+        assert refused is not None
+        hold = next(h for h in holds if h.key == refused.key)
+        name = refused.key.removeprefix("budget:")
+        cap, estimate = usd(hold.cap), usd(hold.amount)
+        return BudgetExceededError(
+            f"a {call.model} call estimated at up to ${estimate:.6f} would pass the "
+            f"${cap} budget {name!r} (${usd(refused.spent):.6f} spent, "
+            f"${usd(refused.held):.6f} held by calls in flight); nothing was sent. "
+            "Set max_tokens for a tighter estimate, or raise the cap.",
+            budget_usd=cap,
+            spent_usd=usd(refused.spent),
+            estimate_usd=estimate,
+        )
 
     def _open_error(self, call: CallGuard, refusal: Refusal) -> CircuitOpenError:
         if refusal.state == "open":
@@ -391,12 +463,13 @@ class Guard:
             retry_after=refusal.retry_after,
         )
 
-    def _announce(self, call: CallGuard, change: Transition | None) -> None:
+    def _announce(self, call: CallGuard, result: Left | Transition | None) -> None:
+        change = result.transition if isinstance(result, Left) else result
         if change is not None:
             run_hooks(
                 self._on_change,
                 BreakerChanged(
-                    key=change.key,
+                    key=call.key,
                     model=call.model,
                     old=str(change.old),
                     new=str(change.new),

@@ -1,11 +1,13 @@
 """Client-side rate limits: requests per second and tokens per minute, global and per model.
 
-Each limit is a token bucket that may go into debt. A caller *reserves* its request and its
-estimated tokens from every bucket that applies, all at once, and is told how long to wait
-until the debt ahead of it is paid. Reservations are made in arrival order under the
-store's lock, so waiting is first come, first served: a large request queues like any
-other and is never overtaken by a stream of small ones. A reservation whose wait would
-pass the call's deadline is not made at all.
+Each limit is a token bucket that may go into debt. A caller takes its turn from every
+bucket that applies, all at once (``BeforeAttempt`` in :mod:`.operations`): the turn is
+the earliest time every bucket can pay (one request, the estimated tokens), and each bucket
+is charged *at that turn*, GCRA-style, so a bucket never believes it has paid off a debt
+while another bucket spaced the sends. Turns are given in arrival order, so waiting is
+first come, first served: a large request queues like any other and is never overtaken by
+a stream of small ones. A turn that would come as the call's deadline ends is refused at
+once.
 
 Estimates are corrected once the server reports usage, and the buckets follow the server:
 ``x-ratelimit-remaining-*`` caps what is left (at zero, nobody goes until
@@ -13,25 +15,25 @@ Estimates are corrected once the server reports usage, and the buckets follow th
 rate (``backoff``), which then climbs back linearly over ``recovery`` seconds. Every
 client sharing the store backs off together.
 
-Everything here but :class:`RateLimiter` is pure and takes ``now`` (seconds).
+Everything here is pure and takes ``now`` (seconds).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
-
-from .store import StateStore
+from typing import Literal, NamedTuple, Protocol
 
 __all__ = [
     "Bucket",
+    "BucketSpec",
     "Buckets",
     "Limit",
+    "LimiterTuning",
     "RateLimiter",
     "RateLimits",
-    "Reservation",
+    "ServerCount",
     "estimate_tokens",
     "parse_duration",
 ]
@@ -126,30 +128,56 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class _Spec:
+class BucketSpec:
+    """One bucket's store key and limit."""
+
     key: str
     kind: Kind
+    """``requests``: one unit per attempt; ``tokens``: the attempt's estimated tokens."""
     rate: float
     """Units per second at the full rate."""
     capacity: float
 
 
-def _specs(limit: Limit, scope: str) -> list[_Spec]:
+_Spec = BucketSpec
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterTuning:
+    """How the buckets follow a 429 (the fields of :class:`RateLimits` of that name)."""
+
+    backoff: float = 0.5
+    min_rate_factor: float = 0.1
+    recovery: float = 30.0
+
+
+def _specs(limit: Limit, scope: str) -> list[BucketSpec]:
     out = []
     if limit.requests_per_second is not None:
         rps = limit.requests_per_second
         cap = limit.request_burst or max(1.0, rps)
-        out.append(_Spec(f"{scope}:requests", "requests", rps, cap))
+        out.append(BucketSpec(f"{scope}:requests", "requests", rps, cap))
     if limit.tokens_per_minute is not None:
         tpm = limit.tokens_per_minute
         cap = limit.token_burst or tpm
-        out.append(_Spec(f"{scope}:tokens", "tokens", tpm / 60.0, cap))
+        out.append(BucketSpec(f"{scope}:tokens", "tokens", tpm / 60.0, cap))
     return out
 
 
-def _amount(spec: _Spec, tokens: float) -> float:
+def _amount(spec: BucketSpec, tokens: float) -> float:
     """What one call of ``tokens`` estimated tokens takes from ``spec``'s bucket."""
     return 1.0 if spec.kind == "requests" else tokens
+
+
+class Tuning(Protocol):
+    """What the bucket functions read of a policy (:class:`LimiterTuning`, :class:`RateLimits`)."""
+
+    @property
+    def backoff(self) -> float: ...
+    @property
+    def min_rate_factor(self) -> float: ...
+    @property
+    def recovery(self) -> float: ...
 
 
 class Bucket(NamedTuple):
@@ -165,7 +193,7 @@ class Bucket(NamedTuple):
     factor_at: float = 0.0
 
 
-def rate_factor(policy: RateLimits, b: Bucket, now: float) -> float:
+def rate_factor(policy: Tuning, b: Bucket, now: float) -> float:
     """Share of the full rate at ``now``: cut by 429s, recovering linearly."""
     if b.factor >= 1.0:
         return 1.0
@@ -174,7 +202,7 @@ def rate_factor(policy: RateLimits, b: Bucket, now: float) -> float:
     return min(1.0, b.factor + (1.0 - b.factor) * max(now - b.factor_at, 0.0) / policy.recovery)
 
 
-def refill(policy: RateLimits, spec: _Spec, b: Bucket | None, now: float) -> Bucket:
+def refill(policy: Tuning, spec: BucketSpec, b: Bucket | None, now: float) -> Bucket:
     """The bucket at ``now``; a bucket never seen starts full."""
     if b is None:
         return Bucket(spec.capacity, now)
@@ -185,44 +213,8 @@ def refill(policy: RateLimits, spec: _Spec, b: Bucket | None, now: float) -> Buc
     return Bucket(level, max(now, b.at), b.factor, b.factor_at)
 
 
-# reserve() and give_back() run on every call, so they spell out the usual case (a bucket
-# with no 429 to recover from, last changed before ``now``) rather than building the
-# refilled bucket first: one Bucket built per bucket changed.
-
-
-def reserve(
-    policy: RateLimits,
-    specs: Sequence[_Spec],
-    tokens: float,
-    buckets: Sequence[Bucket | None],
-    now: float,
-    max_wait: float | None,
-) -> tuple[list[Bucket], float, bool]:
-    """Take one request and ``tokens`` tokens from each bucket (as its kind says): the new
-    buckets, the wait, and whether it was granted (a wait above ``max_wait`` takes nothing)."""
-    taken = []
-    wait = 0.0
-    for spec, b in zip(specs, buckets, strict=True):
-        amount = 1.0 if spec.kind == "requests" else tokens  # _amount(), spelt out too
-        if b is not None and b.factor >= 1.0 and now > b.at:
-            level = min(spec.capacity, b.level + (now - b.at) * spec.rate) - amount
-            if level < 0:
-                wait = max(wait, -level / spec.rate)
-            taken.append(Bucket(level, now, b.factor, b.factor_at))
-            continue
-        b = refill(policy, spec, b, now)
-        level = b.level - amount
-        if level < 0:
-            wait = max(wait, -level / (spec.rate * rate_factor(policy, b, now)))
-        taken.append(Bucket(level, b.at, b.factor, b.factor_at))
-    if max_wait is not None and wait > max_wait:
-        refilled = [refill(policy, spec, b, now) for spec, b in zip(specs, buckets, strict=True)]
-        return refilled, wait, False
-    return taken, wait, True
-
-
 def give_back(
-    policy: RateLimits, spec: _Spec, b: Bucket | None, amount: float, now: float
+    policy: Tuning, spec: BucketSpec, b: Bucket | None, amount: float, now: float
 ) -> Bucket:
     """Return ``amount`` (a cancelled reservation, an over-estimate); negative takes more."""
     if b is not None and b.factor >= 1.0 and now > b.at:
@@ -233,8 +225,8 @@ def give_back(
 
 
 def clamp(
-    policy: RateLimits,
-    spec: _Spec,
+    policy: Tuning,
+    spec: BucketSpec,
     b: Bucket | None,
     remaining: float,
     reset: float | None,
@@ -250,7 +242,7 @@ def clamp(
 
 
 def penalise(
-    policy: RateLimits, spec: _Spec, b: Bucket | None, retry_after: float | None, now: float
+    policy: Tuning, spec: BucketSpec, b: Bucket | None, retry_after: float | None, now: float
 ) -> Bucket:
     """After a 429: cut the rate by ``backoff`` and let nobody go for ``retry_after``."""
     b = refill(policy, spec, b, now)
@@ -284,13 +276,12 @@ def parse_duration(text: str | None) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Reservation:
-    specs: tuple[_Spec, ...]
-    """The buckets it took from (none when it was not granted)."""
-    tokens: float
-    wait: float
-    """Seconds the caller must wait before sending."""
-    granted: bool
+class ServerCount:
+    """The server's ``x-ratelimit-remaining-*`` (and ``-reset-*``, seconds) for a bucket."""
+
+    spec: BucketSpec
+    remaining: float
+    reset: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,9 +289,9 @@ class Buckets:
     """The buckets one model draws from (its own, then the shared ones) and their store
     keys, in the same order; the token buckets apart, for usage corrections."""
 
-    specs: tuple[_Spec, ...]
+    specs: tuple[BucketSpec, ...]
     keys: tuple[str, ...]
-    token_specs: tuple[_Spec, ...]
+    token_specs: tuple[BucketSpec, ...]
     token_keys: tuple[str, ...]
 
 
@@ -311,14 +302,15 @@ _HEADERS: tuple[tuple[Kind, str, str], ...] = (
 
 
 class RateLimiter:
-    """The buckets of one :class:`RateLimits` in a store. Each method is one atomic update;
-    none waits: :meth:`reserve` says how long to."""
+    """Which buckets each model draws from under one :class:`RateLimits`. The buckets
+    live in the client's store and change only through its operations
+    (:mod:`.operations`)."""
 
     PREFIX = "limit:"
 
-    def __init__(self, policy: RateLimits, store: StateStore) -> None:
+    def __init__(self, policy: RateLimits) -> None:
         self.policy = policy
-        self.store = store
+        self.tuning = LimiterTuning(policy.backoff, policy.min_rate_factor, policy.recovery)
         self._shared = tuple(_specs(policy.shared, self.PREFIX + "*"))
         self._models = {
             m: tuple(_specs(lim, f"{self.PREFIX}model:{m}"))
@@ -338,68 +330,20 @@ class RateLimiter:
             self._buckets[model] = found
         return found
 
-    def specs(self, model: str) -> tuple[_Spec, ...]:
+    def specs(self, model: str) -> tuple[BucketSpec, ...]:
         return self.buckets(model).specs
 
-    def _target(self, model: str, kind: Kind) -> _Spec | None:
+    def _target(self, model: str, kind: Kind) -> BucketSpec | None:
         # The server's counts describe the narrowest limit we keep for them.
         for spec in self.specs(model):
             if spec.kind == kind:
                 return spec
         return None
 
-    def reserve(self, model: str, tokens: int, now: float, max_wait: float | None) -> Reservation:
-        """Reserve one request and ``tokens`` tokens; ``granted`` False means the wait
-        would exceed ``max_wait`` (the tighter of it and the policy's) and nothing was taken."""
-        max_wait = self.policy.wait_cap(max_wait)
-        b = self.buckets(model)
-        if not b.specs:
-            return Reservation((), 0.0, 0.0, True)
-        policy, specs, amount = self.policy, b.specs, float(tokens)
-
-        def change(values: list[Bucket | None]) -> tuple[list[Bucket], tuple[float, bool]]:
-            new, wait, granted = reserve(policy, specs, amount, values, now, max_wait)
-            return new, (wait, granted)
-
-        wait, granted = self.store.update(b.keys, change)
-        return Reservation(specs if granted else (), amount, wait, granted)
-
-    def _adjust(
-        self, specs: tuple[_Spec, ...], keys: Sequence[str], amount: float, now: float
-    ) -> None:
-        policy = self.policy
-
-        def change(values: list[Bucket | None]) -> tuple[list[Bucket], None]:
-            return [
-                give_back(policy, s, b, _amount(s, amount), now)
-                for s, b in zip(specs, values, strict=True)
-            ], None
-
-        self.store.update(keys, change)
-
-    def refund(self, reservation: Reservation, now: float) -> None:
-        """Give back a reservation whose request was never sent."""
-        if reservation.specs:
-            keys = [s.key for s in reservation.specs]
-            self._adjust(reservation.specs, keys, reservation.tokens, now)
-
-    def return_turn(self, model: str, tokens: int, now: float) -> None:
-        """Give back the turn of a call on ``model`` (one request, ``tokens`` tokens) that
-        was reserved and never sent."""
-        b = self.buckets(model)
-        if b.specs:
-            self._adjust(b.specs, b.keys, float(tokens), now)
-
-    def correct(self, model: str, estimated: int, actual: int, now: float) -> None:
-        """Replace a call's token estimate by the usage the server reported."""
-        if estimated != actual:
-            b = self.buckets(model)
-            if b.token_specs:
-                self._adjust(b.token_specs, b.token_keys, float(estimated - actual), now)
-
-    def observe(self, model: str, headers: Mapping[str, str], now: float) -> None:
-        """Follow ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*`` of an answer."""
-        updates: list[tuple[_Spec, float, float | None]] = []
+    def server_counts(self, model: str, headers: Mapping[str, str]) -> tuple[ServerCount, ...]:
+        """What ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*`` of an answer tell the
+        buckets of ``model`` (nothing when plenty is left)."""
+        counts: list[ServerCount] = []
         for kind, remaining_header, reset_header in _HEADERS:
             raw = headers.get(remaining_header)
             if raw is None:
@@ -412,32 +356,6 @@ class RateLimiter:
             except ValueError:
                 continue
             if remaining >= spec.capacity:
-                continue  # plenty left: nothing to follow, and no lock to take
-            reset = parse_duration(headers.get(reset_header))
-            updates.append((spec, remaining, reset))
-        if not updates:
-            return
-        policy = self.policy
-
-        def change(values: list[Bucket | None]) -> tuple[list[Bucket], None]:
-            return [
-                clamp(policy, s, b, remaining, reset, now)
-                for (s, remaining, reset), b in zip(updates, values, strict=True)
-            ], None
-
-        self.store.update([s.key for s, _, _ in updates], change)
-
-    def back_off(self, model: str, retry_after: float | None, now: float) -> None:
-        """A 429 answered this model: slow every bucket it draws from."""
-        b = self.buckets(model)
-        if not b.specs:
-            return
-        policy = self.policy
-
-        def change(values: list[Bucket | None]) -> tuple[list[Bucket], None]:
-            return [
-                penalise(policy, s, v, retry_after, now)
-                for s, v in zip(b.specs, values, strict=True)
-            ], None
-
-        self.store.update(b.keys, change)
+                continue  # plenty left: nothing to follow
+            counts.append(ServerCount(spec, remaining, parse_duration(headers.get(reset_header))))
+        return tuple(counts)

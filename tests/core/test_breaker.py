@@ -33,10 +33,10 @@ from holysheep_core.policy.breaker import (
     Refusal,
     admit,
     classify,
-    peek,
     record,
 )
-from holysheep_core.policy.guard import Guard
+from holysheep_core.policy.guard import CallGuard, Guard
+from holysheep_core.policy.operations import AfterAttempt, BeforeAttempt
 from holysheep_core.transport.base import Reply
 
 MODEL = "deepseek-v3.2"
@@ -53,6 +53,19 @@ def fail_n(policy: BreakerPolicy, c: Circuit, n: int, now: float = 0.0) -> Circu
         assert isinstance(adm, Admission)
         c = record(policy, c, adm, FAIL, now)
     return c
+
+
+def peek(policy: BreakerPolicy, c: Circuit, now: float) -> Refusal | None:
+    """Whether an attempt at ``now`` would be refused."""
+    verdict = admit(policy, c, now)[1]
+    return verdict if isinstance(verdict, Refusal) else None
+
+
+def open_in(store: InMemoryStore, policy: BreakerPolicy, key: str) -> None:
+    """Open ``key``'s circuit in ``store`` with one failure, as a client's operations do."""
+    op = BeforeAttempt("t", breaker_key=CircuitBreaker.PREFIX + key, breaker=policy)
+    adm = store.apply(op).admission
+    store.apply(AfterAttempt("t", op.breaker_key, policy, adm, FAIL))
 
 
 def opened(policy: BreakerPolicy, at: float = 0.0) -> Circuit:
@@ -208,15 +221,17 @@ def test_no_wait_mode_probes_at_once() -> None:
 
 def test_half_open_admits_the_bound_across_threads() -> None:
     policy = BreakerPolicy(failure_threshold=1, cool_down=0, half_open_probes=3)
-    breaker = CircuitBreaker(policy, InMemoryStore())
-    adm, _ = breaker.admit("k", 0)
-    breaker.record("k", adm, FAIL, 0)
+    now = 0.0
+    store = InMemoryStore(clock=lambda: now)
+    open_in(store, policy, "k")
+    now = 1.0
     start = threading.Barrier(32)
     verdicts: list[Any] = []
+    op = BeforeAttempt("t", breaker_key="breaker:k", breaker=policy)
 
     def race() -> None:
         start.wait()
-        verdicts.append(breaker.admit("k", 1.0)[0])
+        verdicts.append(store.apply(op).admission)
 
     threads = [threading.Thread(target=race) for _ in range(32)]
     for t in threads:
@@ -224,7 +239,7 @@ def test_half_open_admits_the_bound_across_threads() -> None:
     for t in threads:
         t.join()
     assert sum(isinstance(v, Admission) for v in verdicts) == 3
-    assert breaker.states(1.0) == {"k": HALF_OPEN}
+    assert CircuitBreaker(policy).states(store, 1.0) == {"k": HALF_OPEN}
 
 
 # --- on a server that fails on command --------------------------------------------------
@@ -328,18 +343,28 @@ def test_a_call_waiting_for_its_turn_holds_no_probe_slot(api_key: str, store_clo
         rate_limits=RateLimits(requests_per_second=1, request_burst=1),
     )
     guard = Guard(config)
+
+    def enter(call: CallGuard) -> float:
+        op = guard.before(call, None)
+        return guard.entered(call, op, store.apply(op))
+
+    def admit_after_waiting(call: CallGuard) -> None:
+        op = guard.admit(call)
+        guard.admitted(call, store.apply(op))
+
     failing = guard.open(MODEL, 0, None)
-    assert guard.before_attempt(failing, None) == 0  # the one turn there is, and a pass
-    guard.after_attempt(failing, Reply(503, {}))
+    assert enter(failing) == 0  # the one turn there is, and a pass
+    guard.left(failing, store.apply(guard.after(failing, Reply(503, {}))))
     first, second = guard.open(MODEL, 0, None), guard.open(MODEL, 0, None)
-    assert [guard.before_attempt(c, None) for c in (first, second)] == [1.0, 2.0]
+    assert [enter(c) for c in (first, second)] == [1.0, 2.0]
     [circuit] = store.items("breaker:").values()
     assert circuit.probes == 0  # both wait for the limiter without a probe slot
-    guard.admit(first)  # its turn came: it takes the half-open circuit's one probe
+    admit_after_waiting(first)  # its turn came: it takes the half-open circuit's one probe
     with pytest.raises(CircuitOpenError):
-        guard.admit(second)
+        admit_after_waiting(second)
     [bucket] = store.items("limit:").values()
-    assert bucket.level == -1  # the refused one gave its turn back; the first's is spent
+    # Paid up to the second's turn (2 s ahead), which it gave back: one request free there.
+    assert (bucket.level, bucket.at - store_clock.monotonic()) == (1, 2.0)
 
 
 def test_breakers_are_per_model(emulator: Any, make_client: Any) -> None:
@@ -508,10 +533,8 @@ def test_an_interrupted_probe_frees_its_slot(api_key: str, store_clock: Any) -> 
     clock = store_clock
     store = InMemoryStore(clock=clock.monotonic)
     policy = BreakerPolicy(failure_threshold=1, cool_down=5)
-    breaker = CircuitBreaker(policy, store)
     key = f"{MODEL}@http://127.0.0.1:9/v1"
-    adm, _ = breaker.admit(key, clock.now)
-    breaker.record(key, adm, FAIL, clock.now)
+    open_in(store, policy, key)
     clock.now += 5
     transport = _Interrupting()
     with HolySheepClient(

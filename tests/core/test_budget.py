@@ -4,7 +4,6 @@ refused before they spend and reconciled to the reported cost after."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +25,6 @@ from holysheep_core import (
 from holysheep_core.emulator import Fault
 from holysheep_core.params import build_chat_body, encode_json
 from holysheep_core.policy.budget import active_budgets
-from holysheep_core.policy.ratelimit import estimate_tokens
 
 MODEL = "gpt-4.1"
 HI = [{"role": "user", "content": "hi there"}]
@@ -34,57 +32,16 @@ D = Decimal
 
 
 def estimate(client: Any, model: str, max_tokens: int | None, **params: Any) -> Decimal:
-    """The documented upper bound: the body's estimated prompt tokens plus max_tokens (the
+    """The documented upper bound: the body's bytes as prompt tokens plus max_tokens (the
     model's output limit when unset), at the price table's rates."""
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    prompt = estimate_tokens(encode_json(build_chat_body(model, HI, params)))
+    prompt = len(encode_json(build_chat_body(model, HI, params)))
     out = max_tokens if max_tokens is not None else client.prices.profile(model).max_output_tokens
     return client.prices.estimate(model, prompt, out)
 
 
-# --- the budget on its own ----------------------------------------------------------------
-
-
-def test_holds_count_against_the_cap_until_settled_or_released() -> None:
-    budget = Budget("1.00")
-    a = budget.hold(D("0.40"), model="m")
-    b = budget.hold(D("0.50"), model="m")
-    with pytest.raises(BudgetExceededError) as refused:
-        budget.hold(D("0.20"), model="m")
-    assert (refused.value.budget_usd, refused.value.estimate_usd) == (D("1.00"), D("0.20"))
-    assert budget.held_usd == D("0.90")  # the refused hold took nothing
-    budget.settle(a, D("0.10"))  # the real cost replaces the estimate
-    budget.release(b)  # a failed call spent nothing
-    assert (budget.spent_usd, budget.held_usd, budget.remaining_usd) == (
-        D("0.10"),
-        0,
-        D("0.90"),
-    )
-    budget.settle(budget.hold(D("0.30"), model="m"), None)  # unknown cost: the estimate stands
-    assert budget.spent_usd == D("0.40")
-
-
-def test_concurrent_holds_never_pass_the_cap() -> None:
-    budget = Budget("5.5")
-    start = threading.Barrier(20)
-    granted: list[bool] = []
-
-    def hold() -> None:
-        start.wait()
-        try:
-            budget.hold(D(1), model="m")
-            granted.append(True)
-        except BudgetExceededError:
-            granted.append(False)
-
-    threads = [threading.Thread(target=hold) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert granted.count(True) == 5
-    assert budget.held_usd == 5
+# --- the budget on its own (its holds and settlements: tests/core/test_operations.py) ----
 
 
 @pytest.mark.parametrize("cap", [-1, "nan", "inf", "lots", True])
@@ -236,7 +193,7 @@ def test_streams_settle_at_their_end_and_an_early_exit_keeps_the_estimate(
     with client.stream_chat_completion(model=MODEL, messages=long, max_tokens=100) as stream:
         next(stream)
     body = build_chat_body(MODEL, long, {"max_tokens": 100}, stream=True)
-    prompt = estimate_tokens(encode_json(body))
+    prompt = len(encode_json(body))
     # The server may bill a stream it was not allowed to finish: its estimate counts.
     assert budget.spent_usd - before == client.prices.estimate(MODEL, prompt, 100)
     assert budget.held_usd == 0

@@ -153,32 +153,70 @@ def test_clients_sharing_a_store_share_their_breakers(emulator: Any, make_client
 
 
 class _CountingStore(InMemoryStore):
-    """Counts updates: a store shared over the network pays each as a round trip."""
+    """Notes the operations applied: a store shared over the network pays each as a round
+    trip. ``inline=False`` makes it look networked, so the flow hands its operations to
+    the driver (the async one awaits ``apply_async``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, inline: bool = True) -> None:
         super().__init__()
-        self.updates = 0
+        self.inline = inline
+        self.ops: list[str] = []
+        self.awaited = 0
 
-    def update(self, keys: Any, change: Any) -> Any:
-        self.updates += 1
-        return super().update(keys, change)
+    def apply(self, op: Any) -> Any:
+        self.ops.append(type(op).__name__)
+        return super().apply(op)
+
+    async def apply_async(self, op: Any) -> Any:
+        self.awaited += 1
+        await asyncio.sleep(0)  # a real round trip would suspend here
+        return self.apply(op)
 
 
-def test_an_answered_call_costs_two_store_updates(emulator: Any, make_client: Any) -> None:
-    # One before the attempt (the breaker's pass and the limiter's turn), one when the usage
-    # is known (the breaker's verdict and the token correction). The emulator's headers
-    # say plenty is left, so following them changes nothing.
+ALL_POLICIES = {
+    "breaker": BreakerPolicy(),
+    "rate_limits": RateLimits(requests_per_second=100, tokens_per_minute=1_000_000),
+    "budget_usd": 10,
+}
+
+
+def test_an_answered_call_costs_one_operation_before_and_one_after(
+    emulator: Any, make_client: Any
+) -> None:
+    # Before the attempt: the budget's hold, the breaker's pass and the limiter's turn.
+    # When the usage is known: the breaker's verdict, the token correction and the budget
+    # settled. The emulator's headers say plenty is left, so following them changes nothing.
     store = _CountingStore()
-    client = make_client(
-        policy_store=store,
-        breaker=BreakerPolicy(),
-        rate_limits=RateLimits(requests_per_second=100, tokens_per_minute=1_000_000),
-    )
+    client = make_client(policy_store=store, **ALL_POLICIES)
     client.chat_completion(model=MODEL, messages=HI)
-    assert store.updates == 2
+    assert store.ops == ["BeforeAttempt", "AfterAttempt"]
     with client.stream_chat_completion(model=MODEL, messages=HI) as stream:
         list(stream)
-    assert store.updates == 4
+    assert store.ops == ["BeforeAttempt", "AfterAttempt"] * 2
+    assert client.budget.spent_usd == client.stats().cost_usd
+
+
+async def test_a_networked_store_is_consulted_through_the_async_driver(
+    emulator: Any, make_async_client: Any
+) -> None:
+    store = _CountingStore(inline=False)
+    client = make_async_client(policy_store=store, **ALL_POLICIES)
+    await asyncio.gather(*(client.chat_completion(model=MODEL, messages=HI) for _ in range(5)))
+    # Each call's operation before the attempt is awaited; the one after it is queued
+    # (it settles after the flow, where nothing may block).
+    assert store.awaited == 5
+    assert store.ops.count("BeforeAttempt") == store.ops.count("AfterAttempt") == 5
+    assert client.stats().successes == 5
+    assert client.budget.held_usd == 0
+
+
+def test_a_networked_store_is_consulted_inline_by_the_sync_driver(
+    emulator: Any, make_client: Any
+) -> None:
+    store = _CountingStore(inline=False)
+    client = make_client(policy_store=store, **ALL_POLICIES)
+    client.chat_completion(model=MODEL, messages=HI)
+    assert (store.awaited, store.ops) == (0, ["BeforeAttempt", "AfterAttempt"])
 
 
 def test_a_call_the_limiter_refuses_leaves_no_circuit_behind(
@@ -192,14 +230,6 @@ def test_a_call_the_limiter_refuses_leaves_no_circuit_behind(
         client.chat_completion(model=MODEL, messages=HI)  # more than 5 tokens: never goes
     assert client.stats().breakers == {}  # the breaker never saw an attempt
     assert len(emulator.requests) == 0
-
-
-def test_a_store_value_set_to_none_is_gone() -> None:
-    store = InMemoryStore()
-    store.update(["a", "b"], lambda values: ([1, 2], None))
-    store.update(["a", "b"], lambda values: ([None, values[1] + 1], None))
-    assert store.items("") == {"b": 3}
-    assert store.update(["a", "b"], lambda values: (values, values)) == [None, 3]
 
 
 def test_a_client_without_policies_takes_no_guard(emulator: Any, make_client: Any) -> None:
