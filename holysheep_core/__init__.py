@@ -12,6 +12,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
+    BudgetUnavailableError,
     CircuitOpenError,
     ConfigurationError,
     ConflictError,
@@ -52,6 +53,7 @@ __all__ = [
     "BreakerPolicy",
     "Budget",
     "BudgetExceededError",
+    "BudgetUnavailableError",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatStream",
@@ -80,8 +82,10 @@ __all__ = [
     "PriceTable",
     "RateLimitError",
     "RateLimits",
+    "RedisStore",
     "RetryPolicy",
     "RetryScheduled",
+    "SharedUsage",
     "StateStore",
     "Stats",
     "StreamError",
@@ -94,3 +98,12 @@ __all__ = [
     "__version__",
     "budget_scope",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis store is imported on first use: most programs never need it.
+    if name in ("RedisStore", "SharedUsage"):
+        from .policy import redis_store
+
+        return getattr(redis_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

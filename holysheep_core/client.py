@@ -10,11 +10,11 @@ import asyncio
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .accounting import Stats, TokenUsage
 from .config import ClientConfig
-from .errors import HolySheepError, InvalidRequestError
+from .errors import ConfigurationError, HolySheepError, InvalidRequestError
 from .params import build_chat_body, build_embeddings_body, encode_json
 from .pipeline import Consult, Effect, Pipeline, Plan, Served, Wait
 from .policy.budget import Budget, media_parts
@@ -23,6 +23,9 @@ from .policy.ratelimit import estimate_tokens
 from .streams import AsyncChatStream, ChatStream, _StreamBook
 from .transport.base import AsyncTransport, Reply, Send, SyncTransport
 from .types import ChatCompletion, EmbeddingResponse, Model, ModelList, Usage
+
+if TYPE_CHECKING:
+    from .policy.redis_store import SharedUsage
 
 __all__ = ["AsyncHolySheepClient", "Health", "HolySheepClient"]
 
@@ -71,6 +74,20 @@ class _ClientBase:
         """Requests, errors, retries, latency and TTFT quantiles, tokens and cost by model,
         and the state of each circuit breaker."""
         return self._pipeline.ledger.snapshot(breakers=self._pipeline.policies.breaker_states())
+
+    def shared_stats(self) -> SharedUsage:
+        """Requests, tokens and cost by model of every client, in every process, that
+        shares this client's policy store (``policy_store=RedisStore(...)``). A few Redis
+        reads: a view for dashboards and tests, not for the hot path.
+
+        Raises ``ConfigurationError`` when the store keeps no shared ledger."""
+        store = self._pipeline.policies.store
+        if not getattr(store, "shares_ledger", False):
+            raise ConfigurationError(
+                "shared_stats() reads a ledger shared by processes: give the client "
+                "policy_store=RedisStore(...); stats() has this client's own"
+            )
+        return store.shared_usage()  # type: ignore[attr-defined,no-any-return]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.config.base_url!r})"

@@ -42,6 +42,7 @@ from .operations import (
     BudgetSettle,
     Entered,
     InMemoryStore,
+    LedgerEntry,
     Left,
     Operation,
     ServerCount,
@@ -130,6 +131,8 @@ class Guard:
         # one operation with the breaker's pass and the limiter's turn.
         self.budget = cap if isinstance(cap, Budget) or cap is None else Budget(cap, store=store)
         self._on_change = (log_breaker_change, *config.on_breaker_change)
+        # A store shared by processes keeps a ledger of every call: each call reports.
+        self._shared_ledger = bool(getattr(store, "shares_ledger", False))
         # One per model name seen, like the store's own keys.
         self._gates: dict[str, Gate] = {}
 
@@ -169,7 +172,7 @@ class Guard:
         budgets = active_budgets()
         if self.budget is not None:
             budgets = (self.budget, *budgets)
-        if not budgets and self.breaker is None and self.limiter is None:
+        if not (budgets or self.breaker or self.limiter or self._shared_ledger):
             return None
         tokens = prompt_tokens + (max_output_tokens or 0) * choices
         call = CallGuard(model, self.gate(model), str(next(_call_ids)), tokens)
@@ -217,8 +220,9 @@ class Guard:
             return
         call.settled = True
         settles = self._settle_holds(call, None, billed=False)
-        if settles:
-            self.finish(AfterAttempt(call.call_id, settles=settles))
+        ledger = LedgerEntry(call.model, errors=1) if self._shared_ledger else None
+        if settles or ledger:
+            self.finish(AfterAttempt(call.call_id, settles=settles, ledger=ledger))
 
     def settle(self, call: CallGuard, usage: Usage | None, cost: Decimal | None) -> None:
         """The server reported the call's usage (None: unknown): correct the estimates to
@@ -232,7 +236,8 @@ class Guard:
         back = 0.0
         if usage is not None and gate.token_specs:
             back = float(call.tokens - usage.total_tokens)
-        if not (back or succeeded or settles or call.counts):
+        ledger = _ledger_entry(call.model, usage, cost) if self._shared_ledger else None
+        if not (back or succeeded or settles or call.counts or ledger):
             return
         call.succeeded = None
         op = AfterAttempt(
@@ -247,6 +252,7 @@ class Guard:
             None,
             self._tuning,
             settles,
+            ledger,
         )
         self._announce(call, self.finish(op))
 
@@ -477,3 +483,20 @@ class Guard:
                     retry_after=change.retry_after,
                 ),
             )
+
+
+def _ledger_entry(model: str, usage: Usage | None, cost: Decimal | None) -> LedgerEntry:
+    """A call that may have been billed, for a shared ledger (unknown usage: a request
+    with no tokens and no known cost)."""
+    if usage is None:
+        return LedgerEntry(model, requests=1, unpriced_requests=1)
+    return LedgerEntry(
+        model,
+        requests=1,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost_nano=0 if cost is None else nano_usd(cost),
+        unpriced_requests=int(cost is None),
+    )

@@ -45,7 +45,7 @@ if #specs > 0 then
   for i, spec in ipairs(specs) do
     local amount = op.tokens
     if spec[1] == 0 then amount = 1.0 end
-    states[i] = bucket_read(KEYS[k + i - 1])
+    states[i] = bucket_read(KEYS[k + i - 1]) or bucket(spec[3], now) -- never seen: full now
     turn = math.max(turn, earliest(tun, spec, states[i], amount, now))
   end
   wait = turn - now

@@ -219,16 +219,22 @@ local function penalise(tun, spec, b, retry_after, now)
 end
 
 -- When b can pay amount (operations.py: _earliest): b holds its level at b.t, after every
--- charge so far, turns still to come included; for more than the capacity, once it is full.
+-- charge so far, turns still to come included; more than the capacity waits until the
+-- refill since the last turn covers it.
 local function earliest(tun, spec, b, amount, now)
   b = refill(tun, spec, b, now)
-  local need = math.min(amount, spec[3])
-  if b.l >= need and b.t <= now then return now end
-  return math.max(now, b.t + (need - b.l) / (spec[2] * rate_factor(tun, b, b.t)))
+  if b.l >= amount and b.t <= now then return now end
+  return math.max(now, b.t + (amount - b.l) / (spec[2] * rate_factor(tun, b, b.t)))
 end
 
--- b after paying amount at turn (operations.py: _charge)
+-- b after paying amount at turn (operations.py: _charge); while a call larger than the
+-- capacity waits, the refill it waits for is its own.
 local function charge(tun, spec, b, amount, turn)
+  if amount > spec[3] and turn > b.t then
+    local rate = spec[2] * rate_factor(tun, b, b.t)
+    local level = math.min(amount, b.l + (turn - b.t) * rate)
+    return bucket(level - amount, turn, b.f, b.g)
+  end
   b = refill(tun, spec, b, turn)
   return bucket(b.l - amount, b.t, b.f, b.g)
 end
