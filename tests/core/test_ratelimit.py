@@ -120,6 +120,12 @@ def test_token_estimate_is_a_quarter_of_the_body_rounded_up(size: int) -> None:
     assert estimate_tokens(b"x" * size) == -(-size // 4)
 
 
+def test_token_estimate_counts_other_scripts_at_half_a_token_a_byte() -> None:
+    # Three bytes a CJK character: one and a half tokens each, not three quarters.
+    body = '{"content":"你好世界"}'.encode()
+    assert estimate_tokens(body) == -(-(len(body) - 12) // 4) + 6
+
+
 # --- the buckets ----------------------------------------------------------------------------
 
 
