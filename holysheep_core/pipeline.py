@@ -148,7 +148,7 @@ class Pipeline:
             except HolySheepError as exc:
                 if guard is not None:
                     self.policies.release(guard)
-                made += getattr(exc, "attempts", 0)
+                made += exc.attempts
                 if i == last or not falls_back(exc):
                     exc.attempts = made
                     if failed:
