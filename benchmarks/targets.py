@@ -85,6 +85,9 @@ class _NoLedger:
     def record_abandoned(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def record_cancelled(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
 
 async def open_core(url: str, mode: str, concurrency: int, **settings: Any):
     from holysheep_core import AsyncHolySheepClient

@@ -172,6 +172,9 @@ class Stats(BaseModel):
     """Extra attempts across all calls."""
     streams_abandoned: int
     """Streams the caller left before the end (the server may still bill them)."""
+    calls_cancelled: int = 0
+    """Calls whose caller went away (a cancelled task, Ctrl-C) while an attempt was on the
+    wire: the server may still bill them, and budgets keep their estimates."""
     latency_p50: float | None
     latency_p95: float | None
     latency_p99: float | None
@@ -222,6 +225,7 @@ class Ledger:
             self._errors: dict[str, int] = {}
             self._retries = 0
             self._abandoned = 0
+            self._cancelled = 0
             self._latency: deque[float] = deque(maxlen=self._window)
             self._ttft: deque[float] = deque(maxlen=self._window)
             self._models: dict[str, _ModelRecord] = {}
@@ -279,19 +283,20 @@ class Ledger:
                 rec = self._models.setdefault(model, _ModelRecord())
                 rec.usage = rec.usage + usage
 
+    def record_cancelled(self, model: str, *, retries: int = 0) -> None:
+        """A call whose caller went away while an attempt was on the wire."""
+        with self._lock:
+            self._requests += 1
+            self._cancelled += 1
+            self._retries += retries
+            self._models.setdefault(model, _ModelRecord())
+
     def add_usage(self, model: str, usage: TokenUsage) -> None:
         """Usage of a call already counted as failed: the parts the server did answer (and
         bill), such as the batches of an embeddings call that finished before one failed."""
         with self._lock:
             rec = self._models.setdefault(model, _ModelRecord())
             rec.usage = rec.usage + usage
-
-    def usage(self) -> TokenUsage:
-        with self._lock:
-            total = TokenUsage()
-            for rec in self._models.values():
-                total = total + rec.usage
-            return total
 
     def snapshot(self, *, breakers: dict[str, str] | None = None) -> Stats:
         with self._lock:
@@ -304,6 +309,7 @@ class Ledger:
                 "errors": dict(self._errors),
                 "retries": self._retries,
                 "streams_abandoned": self._abandoned,
+                "calls_cancelled": self._cancelled,
             }
         # Sorting happens outside the lock so a stats() call never stalls the hot path.
         total = TokenUsage()

@@ -12,7 +12,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .accounting import Stats, TokenUsage
+from .accounting import Stats
 from .config import ClientConfig
 from .errors import ConfigurationError, HolySheepError, InvalidRequestError
 from .params import build_chat_body, build_embeddings_body, encode_json
@@ -20,6 +20,7 @@ from .pipeline import Consult, Effect, Pipeline, Plan, Served, Wait
 from .policy.budget import Budget, media_parts
 from .policy.fallback import check_models, model_chain
 from .policy.ratelimit import estimate_tokens
+from .record import CallRecord
 from .streams import AsyncChatStream, ChatStream, _StreamBook
 from .transport.base import AsyncTransport, Reply, Send, SyncTransport
 from .types import ChatCompletion, EmbeddingResponse, Model, ModelList, Usage
@@ -161,66 +162,51 @@ class _ClientBase:
 
     # --- after the flow ---------------------------------------------------------------
 
-    def _chat_result(self, served: Served, started: float) -> ChatCompletion:
+    def _chat_result(self, served: Served, record: CallRecord) -> ChatCompletion:
         # Booked to the model that answered: a fallback's usage and cost are its own.
-        p = self._pipeline
-        reply, attempts = served.reply, served.attempts
-        completion = p.parse(reply, ChatCompletion, attempts=attempts, guard=served.guard)
-        completion._cost_usd = p.book(
-            served.model,
-            completion.model,
-            completion.usage,
-            started=started,
-            attempts=attempts,
-            request_id=reply.request_id,
-            guard=served.guard,
-        )
-        completion._attempts = attempts
-        completion._request_id = reply.request_id
+        record.served(served)
+        try:
+            completion = self._pipeline.parse(served.reply, ChatCompletion)
+        except HolySheepError as exc:
+            exc.attempts = record.attempts
+            record.failed(exc, answered=True)  # answered, so maybe billed
+            raise
+        completion._cost_usd = record.finished(completion.usage, completion.model)
+        completion._attempts = record.attempts
+        completion._request_id = record.request_id
         completion._served_model = served.model
         return completion
 
-    def _chat_stream_book(self, served: Served, started: float) -> _StreamBook:
-        return _StreamBook(
-            self._pipeline, served.reply, served.model, started, served.attempts, served.guard
-        )
-
-    def _embedding_batch(self, served: Served, model: str) -> tuple[EmbeddingResponse, int]:
-        """One batch's answer, its budget hold settled at once: if a later batch fails, what
+    def _embedding_batch(self, served: Served, record: CallRecord) -> EmbeddingResponse:
+        """One batch's answer, its policies settled at once: if a later batch fails, what
         this one spent is still known."""
-        p = self._pipeline
-        part = p.parse(
-            served.reply, EmbeddingResponse, attempts=served.attempts, guard=served.guard
-        )
-        if served.guard is not None:
+        p, guard = self._pipeline, served.guard
+        try:
+            part = p.parse(served.reply, EmbeddingResponse)
+        except HolySheepError:
+            if guard is not None:
+                p.policies.settle(guard, None, None)  # answered, so maybe billed
+            raise
+        if guard is not None:
             usage = _embedding_usage(part)
-            p.settle(served.guard, usage, p.prices.cost(model, usage))
-        return part, served.attempts
+            p.policies.settle(guard, usage, p.cost(record.model, None, usage))
+        return part
 
-    def _embeddings_failed(self, done: list[tuple[EmbeddingResponse, int]], model: str) -> None:
-        # The call failed (and was counted so), but the batches before the failure were
-        # answered and billed: their tokens and cost still belong in the ledger.
-        for part, _ in done:
-            usage = _embedding_usage(part)
-            cost = self._pipeline.prices.cost(model, usage)
-            self._pipeline.ledger.add_usage(model, TokenUsage.from_usage(usage, cost))
+    @staticmethod
+    def _embeddings_failed(
+        record: CallRecord, error: HolySheepError, done: list[EmbeddingResponse]
+    ) -> None:
+        # The batches before the failure were answered and billed: their usage is booked.
+        usage = _embedding_usage(_merge_embeddings(done)) if done else None
+        error.attempts = record.attempts
+        record.failed(error, usage)
 
-    def _embeddings_result(
-        self, results: list[tuple[EmbeddingResponse, int]], model: str, started: float
-    ) -> EmbeddingResponse:
-        p = self._pipeline
-        parts = [part for part, _ in results]
+    @staticmethod
+    def _embeddings_result(parts: list[EmbeddingResponse], record: CallRecord) -> EmbeddingResponse:
         merged = _merge_embeddings(parts)
-        attempts = sum(a for _, a in results)
-        merged._cost_usd = p.book(
-            model,
-            merged.model,
-            _embedding_usage(merged),
-            started=started,
-            attempts=attempts - len(results) + 1,
-            request_id=parts[-1].request_id,
-        )
-        merged._attempts = attempts
+        record.request_id = parts[-1].request_id
+        merged._cost_usd = record.finished(_embedding_usage(merged), merged.model)
+        merged._attempts = record.attempts
         return merged
 
 
@@ -277,7 +263,12 @@ class HolySheepClient(_ClientBase):
             transport = HttpxTransport(self.config)
         self._transport = transport
 
-    def _run(self, flow: Generator[Effect, Any, T]) -> T:
+    def _run(
+        self, flow: Generator[Effect, Any, T], record: CallRecord | None = None, *, end: bool = True
+    ) -> T:
+        """Drive ``flow``; a failure ends ``record`` (unless ``end`` is False: the caller
+        ends it), and a caller going away with an attempt on the wire cancels it."""
+        sent = 0
         try:
             action = next(flow)
             while True:
@@ -288,6 +279,7 @@ class HolySheepClient(_ClientBase):
                 if isinstance(action, Consult):
                     action = flow.send(action.store.apply(action.op))
                     continue
+                sent += 1
                 try:
                     outcome: Reply | HolySheepError = self._transport.send(action)
                 except HolySheepError as exc:
@@ -296,9 +288,22 @@ class HolySheepClient(_ClientBase):
         except StopIteration as stop:
             return stop.value
         except HolySheepError as exc:
-            self._pipeline.fail(exc)
+            if record is None:
+                self._pipeline.fail(exc)
+            elif end:
+                record.attempts += sent
+                sent = 0
+                record.failed(exc)
+            raise
+        except BaseException:
+            if record is not None and end and sent:
+                record.attempts += sent
+                sent = 0
+                record.cancelled()
             raise
         finally:
+            if record is not None:
+                record.attempts += sent
             # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
             flow.close()
 
@@ -312,8 +317,8 @@ class HolySheepClient(_ClientBase):
         retries are spent.
         """
         plan = self._chat_plan(model, messages, params, stream=False)
-        started = self._pipeline.clock()
-        return self._chat_result(self._run(self._pipeline.call(plan)), started)
+        record = self._pipeline.record(model)
+        return self._chat_result(self._run(self._pipeline.call(plan), record), record)
 
     def stream_chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
@@ -321,9 +326,10 @@ class HolySheepClient(_ClientBase):
         """A streamed chat completion. Errors before the first byte are retried and raised
         here; after it, a failure raises ``StreamError`` from the iteration."""
         plan = self._chat_plan(model, messages, params, stream=True)
-        started = self._pipeline.clock()
-        served = self._run(self._pipeline.call(plan))
-        return ChatStream(self._chat_stream_book(served, started))
+        record = self._pipeline.record(model, stream=True)
+        served = self._run(self._pipeline.call(plan), record)
+        record.served(served)
+        return ChatStream(_StreamBook(record, served.reply))
 
     def embeddings(
         self,
@@ -335,20 +341,25 @@ class HolySheepClient(_ClientBase):
     ) -> EmbeddingResponse:
         """Embeddings for one text or many; long lists go out in ``batch_size`` requests."""
         plans = self._embeddings_plans(model, input, params, batch_size)
-        started = self._pipeline.clock()
-        done: list[tuple[EmbeddingResponse, int]] = []
+        record = self._pipeline.record(model)
+        done: list[EmbeddingResponse] = []
         try:
             for plan in plans:
-                done.append(self._embedding_batch(self._run(self._pipeline.call(plan)), model))
-        except HolySheepError:
-            self._embeddings_failed(done, model)
+                served = self._run(self._pipeline.call(plan), record, end=False)
+                done.append(self._embedding_batch(served, record))
+        except HolySheepError as exc:
+            self._embeddings_failed(record, exc, done)
             raise
-        return self._embeddings_result(done, model, started)
+        return self._embeddings_result(done, record)
 
     def models(self) -> list[Model]:
         self._check_open()
         reply, _ = self._run(self._pipeline.attempts(Send("GET", "/models"), model="-"))
-        return self._pipeline.parse(reply, ModelList).data
+        try:
+            return self._pipeline.parse(reply, ModelList).data
+        except HolySheepError as exc:
+            self._pipeline.fail(exc)
+            raise
 
     def health_check(self, timeout: float = 5.0) -> Health:
         """Whether the API answers ``GET /models`` with this key. Never raises."""
@@ -391,7 +402,12 @@ class AsyncHolySheepClient(_ClientBase):
                 transport = AsyncHttpxTransport(self.config)
         self._transport = transport
 
-    async def _run(self, flow: Generator[Effect, Any, T]) -> T:
+    async def _run(
+        self, flow: Generator[Effect, Any, T], record: CallRecord | None = None, *, end: bool = True
+    ) -> T:
+        """Drive ``flow``; a failure ends ``record`` (unless ``end`` is False: the caller
+        ends it), and a caller going away with an attempt on the wire cancels it."""
+        sent = 0
         try:
             action = next(flow)
             while True:
@@ -402,6 +418,7 @@ class AsyncHolySheepClient(_ClientBase):
                 if isinstance(action, Consult):
                     action = flow.send(await action.store.apply_async(action.op))
                     continue
+                sent += 1
                 try:
                     outcome: Reply | HolySheepError = await self._transport.send(action)
                 except HolySheepError as exc:
@@ -410,9 +427,22 @@ class AsyncHolySheepClient(_ClientBase):
         except StopIteration as stop:
             return stop.value
         except HolySheepError as exc:
-            self._pipeline.fail(exc)
+            if record is None:
+                self._pipeline.fail(exc)
+            elif end:
+                record.attempts += sent
+                sent = 0
+                record.failed(exc)
+            raise
+        except BaseException:
+            if record is not None and end and sent:
+                record.attempts += sent
+                sent = 0
+                record.cancelled()
             raise
         finally:
+            if record is not None:
+                record.attempts += sent
             # Stopped mid-flow (cancelled, interrupted): the flow gives back what it holds.
             flow.close()
 
@@ -421,8 +451,8 @@ class AsyncHolySheepClient(_ClientBase):
     ) -> ChatCompletion:
         """Async twin of :meth:`HolySheepClient.chat_completion`."""
         plan = self._chat_plan(model, messages, params, stream=False)
-        started = self._pipeline.clock()
-        return self._chat_result(await self._run(self._pipeline.call(plan)), started)
+        record = self._pipeline.record(model)
+        return self._chat_result(await self._run(self._pipeline.call(plan), record), record)
 
     async def stream_chat_completion(
         self, *, model: str, messages: Sequence[Any], **params: Any
@@ -430,9 +460,10 @@ class AsyncHolySheepClient(_ClientBase):
         """Async twin of :meth:`HolySheepClient.stream_chat_completion`:
         ``async with await client.stream_chat_completion(...) as stream: async for ...``."""
         plan = self._chat_plan(model, messages, params, stream=True)
-        started = self._pipeline.clock()
-        served = await self._run(self._pipeline.call(plan))
-        return AsyncChatStream(self._chat_stream_book(served, started))
+        record = self._pipeline.record(model, stream=True)
+        served = await self._run(self._pipeline.call(plan), record)
+        record.served(served)
+        return AsyncChatStream(_StreamBook(record, served.reply))
 
     async def embeddings(
         self,
@@ -444,12 +475,13 @@ class AsyncHolySheepClient(_ClientBase):
     ) -> EmbeddingResponse:
         """Async twin of :meth:`HolySheepClient.embeddings`; batches go out concurrently."""
         plans = self._embeddings_plans(model, input, params, batch_size)
-        started = self._pipeline.clock()
+        record = self._pipeline.record(model)
 
         # A task group, not gather: when one batch fails the others are cancelled instead of
         # running on unobserved.
-        async def batch(plan: Plan) -> tuple[EmbeddingResponse, int]:
-            return self._embedding_batch(await self._run(self._pipeline.call(plan)), model)
+        async def batch(plan: Plan) -> EmbeddingResponse:
+            served = await self._run(self._pipeline.call(plan), record, end=False)
+            return self._embedding_batch(served, record)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -458,14 +490,20 @@ class AsyncHolySheepClient(_ClientBase):
             done = [
                 t.result() for t in tasks if t.done() and not t.cancelled() and not t.exception()
             ]
-            self._embeddings_failed(done, model)
-            raise eg.exceptions[0] from None
-        return self._embeddings_result([t.result() for t in tasks], model, started)
+            first = eg.exceptions[0]
+            if isinstance(first, HolySheepError):
+                self._embeddings_failed(record, first, done)
+            raise first from None
+        return self._embeddings_result([t.result() for t in tasks], record)
 
     async def models(self) -> list[Model]:
         self._check_open()
         reply, _ = await self._run(self._pipeline.attempts(Send("GET", "/models"), model="-"))
-        return self._pipeline.parse(reply, ModelList).data
+        try:
+            return self._pipeline.parse(reply, ModelList).data
+        except HolySheepError as exc:
+            self._pipeline.fail(exc)
+            raise
 
     async def health_check(self, timeout: float = 5.0) -> Health:
         """Whether the API answers ``GET /models`` with this key. Never raises."""

@@ -70,6 +70,8 @@ class HolySheepError(Exception):
     request_id: str | None = None
     retry_after: float | None = None
     is_retryable: bool = False
+    attempts: int = 0
+    """HTTP attempts the failed call made (0: refused before anything was sent)."""
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)

@@ -25,13 +25,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .accounting import Ledger, TokenUsage
+from .accounting import Ledger
 from .config import ClientConfig
 from .errors import APIResponseValidationError, APITimeoutError, HolySheepError, error_from_response
 from .hooks import (
     FallbackUsed,
     RetryScheduled,
-    UsageRecorded,
     log_fallback,
     log_retry,
     logger,
@@ -41,6 +40,7 @@ from .policy.fallback import falls_back
 from .policy.guard import CallGuard, Guard
 from .policy.operations import Operation, StateStore
 from .policy.retry import GiveUp, decide
+from .record import CallRecord
 from .transport.base import Reply, Send
 from .types import Usage
 
@@ -148,7 +148,7 @@ class Pipeline:
             except HolySheepError as exc:
                 if guard is not None:
                     self.policies.release(guard)
-                made += getattr(exc, "attempts", 0)
+                made += exc.attempts
                 if i == last or not falls_back(exc):
                     exc.attempts = made
                     if failed:
@@ -287,29 +287,23 @@ class Pipeline:
             policies.abort(guard)
             raise
 
-    # --- after the flow: parse, price, book ------------------------------------------
+    # --- after the flow: parse, price; a CallRecord books ------------------------------
 
-    def parse(
-        self,
-        reply: Reply,
-        model_type: type[M],
-        *,
-        attempts: int = 1,
-        guard: CallGuard | None = None,
-    ) -> M:
+    def record(self, model: str, *, stream: bool = False) -> CallRecord:
+        """The books of a call starting now."""
+        return CallRecord(self, model, stream=stream)
+
+    def parse(self, reply: Reply, model_type: type[M]) -> M:
+        """The answer's body as ``model_type``; ``APIResponseValidationError`` when it is
+        not the wire format (nothing is booked here: the call's record does that)."""
         try:
             return model_type.model_validate_json(reply.body)
         except ValidationError as exc:
-            error = APIResponseValidationError(
+            raise APIResponseValidationError(
                 f"the server's {model_type.__name__} does not match the wire format: "
                 f"{_summarise(exc)}; content-type {reply.headers.get('content-type')!r}",
                 request_id=reply.request_id,
-            )
-        # The call ends here, after the retry flow: count it, or stats() would miss it.
-        error.attempts = attempts
-        self.settle(guard)  # answered, so maybe billed: the estimate stands as its cost
-        self.fail(error)
-        raise error
+            ) from None
 
     def cost(self, model: str, served: str | None, usage: Usage | None) -> Decimal | None:
         cost = self.prices.cost(model, usage)
@@ -324,47 +318,8 @@ class Pipeline:
             )
         return cost
 
-    def book(
-        self,
-        model: str,
-        served: str | None,
-        usage: Usage | None,
-        *,
-        started: float,
-        attempts: int,
-        request_id: str | None,
-        stream: bool = False,
-        ttft: float | None = None,
-        guard: CallGuard | None = None,
-    ) -> Decimal | None:
-        """Record one successful call once, and return its cost."""
-        cost = self.cost(model, served, usage)
-        self.settle(guard, usage, cost)
-        tokens = TokenUsage.from_usage(usage, cost)
-        latency = self.clock() - started
-        self.ledger.record_success(model, tokens, latency, retries=attempts - 1, ttft=ttft)
-        if self.config.on_usage:
-            run_hooks(
-                self.config.on_usage,
-                UsageRecorded(
-                    model=model,
-                    usage=tokens,
-                    latency=latency,
-                    stream=stream,
-                    request_id=request_id,
-                ),
-            )
-        return cost
-
-    def settle(
-        self, guard: CallGuard | None, usage: Usage | None = None, cost: Decimal | None = None
-    ) -> None:
-        """Correct what the policies estimated for a call to its reported usage and cost
-        (unknown: the budget keeps the estimate as spent). Once per call; None is a no-op."""
-        if guard is not None:
-            self.policies.settle(guard, usage, cost)
-
     def fail(self, error: BaseException) -> None:
+        """Count a failed request that has no record (``models()``)."""
         attempts = getattr(error, "attempts", 1)
         self.ledger.record_failure(error, retries=max(attempts - 1, 0))
 

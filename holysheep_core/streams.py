@@ -1,8 +1,8 @@
 """Chat streams: iterate chunks, close early to release the connection.
 
-Both stream classes share :class:`_StreamBook`, which keeps the books of one stream (first
-token time, usage, cost, how it ended) so a stream is recorded exactly once, however it
-ends: finished, failed mid-way, or left early by the caller.
+Both stream classes share :class:`_StreamBook`, which parses the stream and hands how it
+ended to the call's :class:`~holysheep_core.record.CallRecord` (finished, failed mid-way
+with the usage reported so far, or left early by the caller), which books it exactly once.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .errors import HolySheepError, StreamError
-from .pipeline import Pipeline
-from .policy.guard import CallGuard
+from .record import CallRecord
 from .streaming import ChunkParser
 from .transport.base import Reply
 from .types import ChatCompletionChunk
@@ -21,55 +20,24 @@ __all__ = ["AsyncChatStream", "ChatStream"]
 
 
 class _StreamBook:
-    __slots__ = (
-        "attempts",
-        "closed",
-        "guard",
-        "model",
-        "parser",
-        "pipeline",
-        "reply",
-        "started",
-        "ttft",
-    )
+    """What a stream reads and books: its parser, and its call's record."""
 
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        reply: Reply,
-        model: str,
-        started: float,
-        attempts: int,
-        guard: CallGuard | None = None,
-    ) -> None:
-        self.pipeline = pipeline
-        self.guard = guard
+    __slots__ = ("closed", "parser", "record", "reply")
+
+    def __init__(self, record: CallRecord, reply: Reply) -> None:
+        self.record = record
         self.reply = reply
-        self.model = model
-        self.started = started
-        self.attempts = attempts
         self.parser = ChunkParser(request_id=reply.request_id)
-        self.ttft: float | None = None
         self.closed = False
 
     def take(self, data: bytes) -> list[ChatCompletionChunk]:
         chunks = self.parser.feed(data)
-        if chunks and self.ttft is None:
-            self.ttft = self.pipeline.clock() - self.started
+        if chunks:
+            self.record.first_token()
         if self.parser.done and not self.closed:
             self.closed = True
             served = chunks[-1].model if chunks else None
-            cost = self.pipeline.book(
-                self.model,
-                served,
-                self.parser.usage,
-                started=self.started,
-                attempts=self.attempts,
-                request_id=self.reply.request_id,
-                stream=True,
-                ttft=self.ttft,
-                guard=self.guard,
-            )
+            cost = self.record.finished(self.parser.usage, served)
             ChunkParser.price_last(chunks, cost)
         return chunks
 
@@ -81,17 +49,14 @@ class _StreamBook:
         )
         if not self.closed:
             self.closed = True
-            self.pipeline.settle(self.guard)
-            self.pipeline.ledger.record_failure(err, retries=self.attempts - 1)
+            # What the server reported before the failure was billed: it is booked.
+            self.record.failed(err, self.parser.usage, answered=True)
         return err
 
     def abandoned(self) -> None:
         if not self.closed:
             self.closed = True
-            self.pipeline.settle(self.guard)
-            self.pipeline.ledger.record_abandoned(
-                self.model, None, retries=self.attempts - 1, ttft=self.ttft
-            )
+            self.record.abandoned()
 
     @property
     def request_id(self) -> str | None:

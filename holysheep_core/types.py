@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 __all__ = [
     "ChatCompletion",
@@ -68,6 +68,9 @@ class Choice(_Wire):
     logprobs: Any = None
 
 
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
 class PromptTokensDetails(_Wire):
     cached_tokens: int = 0
     """Prompt tokens served from the provider's cache (billed at the cached-input price)."""
@@ -79,13 +82,39 @@ class CompletionTokensDetails(_Wire):
 
 
 class Usage(_Wire):
-    """Token counts as the server reports them for one call."""
+    """Token counts as the server reports them for one call.
+
+    A count the server sent as ``null`` reads as 0 and is named in ``unreported`` (a
+    missing ``total_tokens`` is the sum of the others): the call's cost is then unknown,
+    not the cost of what was reported.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+    unreported: tuple[str, ...] = Field(default=(), exclude=True, repr=False)
+    """Counts the server sent as null (not part of the wire format)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (
+            data.get("prompt_tokens", 0) is None
+            or data.get("completion_tokens", 0) is None
+            or data.get("total_tokens", 0) is None
+        ):
+            data = dict(data)
+            missing = tuple(k for k in _COUNTS if k in data and data[k] is None)
+            for key in missing:
+                data[key] = 0
+            if "total_tokens" in missing:
+                data["total_tokens"] = data.get("prompt_tokens", 0) + data.get(
+                    "completion_tokens", 0
+                )
+            data["unreported"] = missing
+        return data
 
     @property
     def cached_tokens(self) -> int:
@@ -98,57 +127,40 @@ class Usage(_Wire):
         return d.reasoning_tokens if d is not None and d.reasoning_tokens else 0
 
 
-# What the client fills in after a call, with the value an answer has until then: not part
-# of the wire format, never dumped.
-_CALL_FACTS: dict[str, Any] = {
-    "_cost_usd": None,
-    "_attempts": 1,
-    "_request_id": None,
-    "_served_model": None,
-}
-
-
 class _Costed(_Wire):
-    # The call facts live in ``__pydantic_private__`` (so copies, pickles and == carry them)
-    # without being declared as PrivateAttr: pydantic would then run a Python initialiser
-    # for every instance, which cost more than validating a stream chunk (benchmarks/).
+    # What the client fills in after a call: declared private attributes (copies, pickles
+    # and == carry them; never dumped). Declared without defaults, so pydantic builds no
+    # per-instance initialiser (that cost more than validating a stream chunk): the
+    # properties below supply the defaults.
+    _cost_usd: Decimal | None = PrivateAttr()
+    _attempts: int = PrivateAttr()
+    _request_id: str | None = PrivateAttr()
+    _served_model: str | None = PrivateAttr()
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _CALL_FACTS:
-            private = self.__pydantic_private__
-            if private is None:
-                object.__setattr__(self, "__pydantic_private__", {name: value})
-            else:
-                private[name] = value
-        else:
-            super().__setattr__(name, value)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _CALL_FACTS:
-            private = self.__pydantic_private__
-            return _CALL_FACTS[name] if private is None else private.get(name, _CALL_FACTS[name])
-        return super().__getattr__(name)  # type: ignore[misc]
+    def _fact(self, name: str, default: Any) -> Any:
+        private = self.__pydantic_private__
+        return default if private is None else private.get(name, default)
 
     @property
     def cost_usd(self) -> Decimal | None:
         """USD cost of this call from our price table; None when the model's price is unknown."""
-        return self._cost_usd
+        return self._fact("_cost_usd", None)
 
     @property
     def attempts(self) -> int:
         """How many HTTP attempts the call took (1 = no retry)."""
-        return self._attempts
+        return self._fact("_attempts", 1)
 
     @property
     def request_id(self) -> str | None:
         """The server's ``x-request-id`` for the successful attempt, when it sent one."""
-        return self._request_id
+        return self._fact("_request_id", None)
 
     @property
     def served_model(self) -> str | None:
         """The model we asked that answered: the requested one, or the fallback that took
         over. ``model`` is the server's own name for it, which may differ."""
-        return self._served_model
+        return self._fact("_served_model", None)
 
 
 class ChatCompletion(_Costed):

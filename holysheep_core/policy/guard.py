@@ -33,7 +33,7 @@ from ..hooks import BreakerChanged, log_breaker_change, run_hooks
 from ..transport.base import Reply
 from ..types import Usage
 from .breaker import Admission, CircuitBreaker, Outcome, Refusal, Transition, classify
-from .budget import Budget, active_budgets, prompt_bound
+from .budget import DEFAULT_MEDIA_TOKENS, Budget, active_budgets, prompt_bound
 from .operations import (
     AfterAttempt,
     BeforeAttempt,
@@ -174,11 +174,14 @@ class Guard:
             budgets = (self.budget, *budgets)
         if not (budgets or self.breaker or self.limiter or self._shared_ledger):
             return None
+        profile = self.prices.profile(model) if media_parts or budgets else None
+        size = prompt_tokens * 4 if body_bytes is None else body_bytes
+        if media_parts:  # an image's cost is unknown until the usage: estimate it high
+            per_part = profile.max_media_tokens if profile else DEFAULT_MEDIA_TOKENS
+            prompt_tokens += media_parts * per_part
         tokens = prompt_tokens + (max_output_tokens or 0) * choices
         call = CallGuard(model, self.gate(model), str(next(_call_ids)), tokens)
         if budgets:
-            profile = self.prices.profile(model)
-            size = prompt_tokens * 4 if body_bytes is None else body_bytes
             bound = prompt_bound(size, media_parts, profile)
             estimate = self._estimate(model, bound, max_output_tokens, choices)
             pending = []

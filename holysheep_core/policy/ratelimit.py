@@ -41,11 +41,20 @@ __all__ = [
 Kind = Literal["requests", "tokens"]
 
 
+_ASCII = bytes(range(128))
+
+
 def estimate_tokens(body: bytes | None) -> int:
-    """Prompt tokens guessed from a request body before sending it: one per four bytes of
-    its JSON, rounded up. Cheap and a little high for English (JSON keys count too), low for
-    dense scripts; the server's reported usage corrects it after each call."""
-    return (len(body) + 3) // 4 if body else 0
+    """Prompt tokens guessed from a request body before sending it: one per four ASCII
+    bytes of its JSON and one per two other bytes (a CJK character, three bytes, is often
+    more than one token), rounded up. Cheap and a little high for English (JSON keys count
+    too); the server's reported usage corrects it after each call."""
+    if not body:
+        return 0
+    if body.isascii():
+        return (len(body) + 3) // 4
+    wide = len(body.translate(None, _ASCII))
+    return (len(body) - wide + 3) // 4 + (wide + 1) // 2
 
 
 def _positive(name: str, value: float | None) -> None:

@@ -239,3 +239,60 @@ def test_a_timed_out_call_keeps_its_estimate(emulator: Any, make_client: Any) ->
     with pytest.raises(APITimeoutError):
         client.chat_completion(model=MODEL, messages=HI, max_tokens=20)
     assert (budget.spent_usd, budget.held_usd) == (estimate(client, MODEL, 20), 0)
+
+
+# --- a cap racing 100 concurrent calls, spend counted by the server ------------------------
+
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+RACES = {
+    # an image part: the server bills a tiled high-detail image (1,445 tokens)
+    "image": (
+        "gpt-4.1",
+        [{"role": "user", "content": [{"type": "text", "text": "what?"}, IMAGE]}],
+        {"max_tokens": 20},
+        "0.20",
+    ),
+    # CJK text: two tokens per character, where a quarter of the bytes guessed 0.75
+    "cjk": (
+        "deepseek-v3.2",
+        [{"role": "user", "content": "你好世界" * 500}],
+        {"max_tokens": 100},
+        "0.01",
+    ),
+    # max_tokens unset: the server writes 4,000 tokens (the model's limit is 8,192)
+    "unset": ("deepseek-v3.2", HI, {}, "0.01"),
+}
+
+
+@pytest.mark.parametrize("race", sorted(RACES))
+async def test_concurrent_calls_never_spend_past_the_cap(race: str, api_key: str) -> None:
+    from billing_server import BillingServer
+
+    from holysheep_core import AsyncHolySheepClient
+
+    model, messages, params, cap = RACES[race]
+    budget = Budget(cap)
+    with BillingServer() as server:
+        async with AsyncHolySheepClient(
+            api_key=api_key, base_url=server.url, budget_usd=budget, max_retries=0
+        ) as client:
+            results = await asyncio.gather(
+                *(
+                    client.chat_completion(model=model, messages=messages, **params)
+                    for _ in range(100)
+                ),
+                return_exceptions=True,
+            )
+            prices = client.prices
+        billed = server.ledger()
+    spent = sum(
+        (prices.cost_of_tokens(prices.price(model), b["prompt"], b["completion"]) for b in billed),
+        Decimal(0),
+    )
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert answered and all(
+        isinstance(r, BudgetExceededError) for r in results if isinstance(r, BaseException)
+    )
+    assert len(billed) == len(answered)
+    assert spent <= budget.cap_usd  # what the server billed, not what we think we spent
+    assert (budget.spent_usd, budget.held_usd) == (spent, 0)  # and we booked exactly that

@@ -120,6 +120,12 @@ def test_token_estimate_is_a_quarter_of_the_body_rounded_up(size: int) -> None:
     assert estimate_tokens(b"x" * size) == -(-size // 4)
 
 
+def test_token_estimate_counts_other_scripts_at_half_a_token_a_byte() -> None:
+    # Three bytes a CJK character: one and a half tokens each, not three quarters.
+    body = '{"content":"你好世界"}'.encode()
+    assert estimate_tokens(body) == -(-(len(body) - 12) // 4) + 6
+
+
 # --- the buckets ----------------------------------------------------------------------------
 
 
@@ -449,3 +455,81 @@ async def test_a_cancelled_waiter_gives_its_turn_back(
     [bucket] = store.items("limit:").values()
     assert bucket.level == 1  # given back: the next caller takes that turn
     assert client.stats().requests == 1  # a cancelled call is not a failed one
+
+
+# --- limits over any window, counted by a server in another process ----------------------
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    ordered, lo, best = sorted(times), 0, 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def _max_tokens_in_window(billed: list[dict[str, Any]], window: float) -> int:
+    ordered = sorted((b["t"], b["prompt"] + b["completion"]) for b in billed)
+    lo, total, best = 0, 0, 0
+    for t, tokens in ordered:
+        total += tokens
+        while ordered[lo][0] <= t - window:
+            total -= ordered[lo][1]
+            lo += 1
+        best = max(best, total)
+    return best
+
+
+async def test_no_window_sees_more_than_the_limits_allow(api_key: str) -> None:
+    # The measured defect, compressed: a first wave spaced by the token bucket (its
+    # estimates are over: max_tokens 90, the server writes 10), then a second wave whose
+    # estimates are under (max_tokens unset, the server writes 40). Charged when reserved,
+    # the request bucket thought its debt paid long before the first wave had gone, and the
+    # second wave started alongside its tail (about 30 starts in a second, bound 24).
+    from billing_server import BillingServer
+
+    rps, request_burst, tpm, token_burst = 20, 4, 72_000, 200
+    limits = RateLimits(
+        requests_per_second=rps,
+        request_burst=request_burst,
+        tokens_per_minute=tpm,
+        token_burst=token_burst,
+    )
+    first = {"max_tokens": 90}
+    with BillingServer(cap_set=10, unset=40) as server:
+        async with AsyncHolySheepClient(
+            api_key=api_key, base_url=server.url, rate_limits=limits, max_retries=0
+        ) as client:
+            call = client.chat_completion
+            wave = [asyncio.create_task(call(model=MODEL, messages=HI, **first)) for _ in range(30)]
+            await asyncio.sleep(1.5)
+            wave += [asyncio.create_task(call(model=MODEL, messages=HI)) for _ in range(20)]
+            await asyncio.gather(*wave)
+        billed = server.ledger()
+    assert len(billed) == 50
+    assert _max_in_window([b["t"] for b in billed], 1.0) <= rps + request_burst
+    # Tokens: usage above an estimate is charged when it is known, so the calls already
+    # given their turns go on; over any window the tokens stay within the bucket's bound
+    # plus those under-estimates.
+    under = 20 * max(0, 4 + 1 + 40 - estimate_tokens(encode_json(build_chat_body(MODEL, HI, {}))))
+    for window in (0.5, 1.0, 2.0, 60.0):
+        bound = token_burst + tpm / 60 * window + under
+        assert _max_tokens_in_window(billed, window) <= bound
+
+
+def test_a_turn_that_would_come_as_the_deadline_ends_is_refused_at_once(
+    make_client: Any, emulator: Any, fake_time: Any, store_clock: Any
+) -> None:
+    client = make_client(
+        policy_store=InMemoryStore(clock=store_clock.monotonic),
+        rate_limits=RateLimits(requests_per_second=1, request_burst=1),
+        retry=RetryPolicy(max_retries=0, deadline=1.0),
+    )
+    fake = fake_time(client)  # the call's clock: both stand still unless the client sleeps
+    client.chat_completion(model=MODEL, messages=HI)
+    with pytest.raises(APITimeoutError) as refused:
+        client.chat_completion(model=MODEL, messages=HI)  # its turn: exactly 1 s away
+    assert fake.sleeps == []  # not after waiting the whole deadline in vain
+    assert refused.value.retry_after == pytest.approx(1.0)
+    assert len(emulator.requests) == 1

@@ -28,7 +28,8 @@ Make = Callable[..., ChatHolySheep]
 
 
 def rule(data: bytes) -> int:
-    return math.ceil(len(data) / 4)
+    wide = sum(1 for b in data if b > 127)  # bytes of other scripts: half a token each
+    return math.ceil((len(data) - wide) / 4) + math.ceil(wide / 2)
 
 
 CONVERSATION: list[BaseMessage] = [
