@@ -1,5 +1,5 @@
 """Many processes, one rate limit, one budget, one ledger: real worker processes share a
-``RedisStore`` and call a server in yet another process, which counts what it got."""
+``RedisStore`` and call a server in yet another process, which bills what it got."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from counting_server import CountingServer, max_in_window
+from billing_server import BillingServer
 
 from holysheep_core import (
     APITimeoutError,
@@ -25,6 +25,21 @@ from holysheep_core.policy.redis_store import RedisStore
 MODEL = "deepseek-v3.2"  # $0.42 per million tokens, in and out
 HI = [{"role": "user", "content": "hi"}]
 KEY = "hs-processes-test-key"
+PRICE = Decimal("0.42") / 10**6
+
+
+def _billed(ledger: list[dict[str, Any]]) -> Decimal:
+    return sum((n["prompt"] + n["completion"]) * PRICE for n in ledger)
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    lo = best = 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 async def _calls(spec: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +95,7 @@ def _run(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_four_processes_share_one_rate_limit_and_one_ledger(redis_url: str) -> None:
     limits = {"requests_per_second": 10.0, "request_burst": 3.0, "max_wait": 0.5}
-    with CountingServer() as server:
+    with BillingServer() as server:
         spec = {
             "url": server.url,
             "redis": redis_url,
@@ -90,12 +105,12 @@ def test_four_processes_share_one_rate_limit_and_one_ledger(redis_url: str) -> N
             "callers": 10,
         }
         results = _run([spec] * 4)
-        starts = server.counts()["starts"]
+        starts = [n["t"] for n in server.ledger()]
     ok = sum(r["ok"] for r in results)
     assert ok == len(starts)
     # Alone, each process would send 10/s: 40/s together. Shared, any second of the
     # server's clock sees at most rate + burst; 0.1 s of delivery jitter allowed for.
-    assert max_in_window(starts, 0.9) <= 10 + 3
+    assert _max_in_window(starts, 0.9) <= 10 + 3
     assert len(starts) <= 10 * (max(starts) - min(starts)) + 3 + 1
     # Every process sent some: the turns are shared, not taken by the first process.
     assert all(r["ok"] > 0 for r in results), results
@@ -105,8 +120,7 @@ def test_four_processes_share_one_rate_limit_and_one_ledger(redis_url: str) -> N
 
 def test_four_processes_never_pass_one_budget(redis_url: str) -> None:
     cap = Decimal("0.0002")
-    # Usage within what the hold bounds: the prompt's bytes, max_tokens (20).
-    with CountingServer(prompt=5, completion=20) as server:
+    with BillingServer() as server:
         spec = {
             "url": server.url,
             "redis": redis_url,
@@ -116,9 +130,8 @@ def test_four_processes_never_pass_one_budget(redis_url: str) -> None:
             "callers": 8,
         }
         results = _run([spec] * 4)
-        tokens = server.counts()["tokens"]
-    spent = Decimal(sum(tokens)) * Decimal("0.42") / 10**6
-    assert 0 < spent <= cap  # what the server counted never passes the cap
+        spent = _billed(server.ledger())
+    assert 0 < spent <= cap  # what the server billed never passes the cap
     assert all(r["over budget"] > 0 for r in results)  # every process met the shared cap
     budget = Budget(cap, name="shared", store=RedisStore(redis_url, namespace="money"))
     assert budget.spent_usd == spent  # to the nano-dollar
@@ -126,7 +139,7 @@ def test_four_processes_never_pass_one_budget(redis_url: str) -> None:
 
 
 def test_a_sync_client_shares_its_ledger_with_async_ones(redis_url: str) -> None:
-    with CountingServer() as server:
+    with BillingServer() as server:
         store = RedisStore(redis_url, namespace="ledger", policy_timeout=10.0)
         with HolySheepClient(api_key=KEY, base_url=server.url, policy_store=store) as client:
             for _ in range(3):
@@ -143,12 +156,13 @@ def test_a_sync_client_shares_its_ledger_with_async_ones(redis_url: str) -> None
                 }
             ]
         )
-        sent = len(server.counts()["starts"])
-    assert sent == 3 + results[0]["ok"]
+        billed = server.ledger()
+    assert len(billed) == 3 + results[0]["ok"]
     usage = store.shared_usage()
-    assert usage.requests == sent
-    assert usage.by_model[MODEL].input_tokens == 20 * sent
-    assert usage.cost_usd == Decimal(40 * sent) * Decimal("0.42") / 10**6
+    assert usage.requests == len(billed)
+    assert usage.by_model[MODEL].input_tokens == sum(n["prompt"] for n in billed)
+    assert usage.by_model[MODEL].output_tokens == sum(n["completion"] for n in billed)
+    assert usage.cost_usd == _billed(billed)
 
 
 def test_the_adapters_take_the_store_through_client_settings(redis_url: str) -> None:
@@ -160,11 +174,12 @@ def test_the_adapters_take_the_store_through_client_settings(redis_url: str) -> 
     store = RedisStore(redis_url, namespace="adapters", policy_timeout=10.0)
     budget = Budget("1", name="adapters", store=store)
     settings = {"policy_store": store, "budget_usd": budget}
-    with CountingServer() as server:
+    with BillingServer() as server:
         lc = ChatHolySheep(model=MODEL, api_key=KEY, base_url=server.url, client_settings=settings)
         li = HolySheep(model=MODEL, api_key=KEY, api_base=server.url, client_settings=settings)
         lc.invoke("hi")
         li.chat([ChatMessage(role="user", content="hi")])
+        billed = _billed(server.ledger())
     usage = store.shared_usage()
     assert usage.requests == 2
-    assert budget.spent_usd == usage.cost_usd == Decimal(80) * Decimal("0.42") / 10**6
+    assert budget.spent_usd == usage.cost_usd == billed

@@ -1,10 +1,12 @@
 """A chat-completions server that counts what it is sent, run in its own process.
 
-``python counting_server.py [--prompt N] [--completion N] [--latency S]`` prints its port,
-then answers every ``POST /v1/chat/completions`` with the same usage and keeps the arrival
-time (its own monotonic clock) and tokens of each. ``GET /counts`` returns them as JSON
-(``starts``, ``tokens``, ``models``). Timing measured here, in another process than the
-clients, is what a rate limit promises: what the server saw.
+For the benchmarks: asyncio (aiohttp), so thousands of concurrent connections cost no
+thread each (the tests' ``billing_server.py`` bills like a provider, one thread per
+connection). ``python counting_server.py [--prompt N] [--completion N] [--latency S]``
+prints its port, then answers every ``POST /v1/chat/completions`` with the same usage and
+keeps the arrival time (its own monotonic clock) and tokens of each. ``GET /v1/counts``
+returns them as JSON (``starts``, ``tokens``, ``models``). Timing measured here, in another
+process than the clients, is what a rate limit promises: what the server saw.
 """
 
 from __future__ import annotations
