@@ -27,11 +27,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from ..errors import HolySheepError
+
 __all__ = ["RedisLink", "Script", "StoreUnavailable"]
 
 
-class StoreUnavailable(Exception):
-    """Redis did not answer in time (or is resting after failures): degrade."""
+class StoreUnavailable(HolySheepError):
+    """Redis did not answer in time (or is resting after failures). Decisions degrade as
+    the store is configured; a view that cannot degrade (a shared budget's spending, the
+    shared ledger) raises this."""
 
 
 @dataclass(frozen=True, slots=True)

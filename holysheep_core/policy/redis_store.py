@@ -64,7 +64,7 @@ from .operations import (
 from .ratelimit import Bucket, BucketSpec, LimiterTuning
 from .redis_link import RedisLink, Script, StoreUnavailable
 
-__all__ = ["RedisStore", "SharedUsage"]
+__all__ = ["RedisStore", "SharedUsage", "StoreUnavailable"]
 
 log = logging.getLogger("holysheep")
 
@@ -210,6 +210,10 @@ class RedisStore:
         ):
             if isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+        if isinstance(error_threshold, bool) or not isinstance(error_threshold, int):
+            raise ValueError(f"error_threshold must be an integer >= 1, got {error_threshold!r}")
+        if error_threshold < 1:
+            raise ValueError(f"error_threshold must be an integer >= 1, got {error_threshold!r}")
         if limiter_fallback not in ("share", "refuse"):
             raise ValueError(f"limiter_fallback must be 'share' or 'refuse': {limiter_fallback!r}")
         if budget_fallback not in ("refuse", "lease"):
@@ -402,11 +406,15 @@ class RedisStore:
 
     def items(self, prefix: str) -> dict[str, Any]:
         """A snapshot of the values whose keys start with ``prefix`` (circuits, buckets,
-        budgets); the local fallback's while Redis does not answer."""
+        budgets). While Redis does not answer: this process's own circuits and buckets (the
+        ones in effect), and :class:`StoreUnavailable` for budgets (no local figure is
+        the shared one)."""
         self._here()
         try:
             return self._items(prefix)
         except StoreUnavailable:
+            if prefix.startswith("budget:"):
+                raise
             return self._local.items(prefix)
 
     def close(self) -> None:

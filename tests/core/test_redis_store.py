@@ -21,6 +21,7 @@ from holysheep_core import BreakerPolicy, Budget, BudgetUnavailableError, RedisS
 from holysheep_core.policy.breaker import Outcome
 from holysheep_core.policy.operations import AfterAttempt, BeforeAttempt, BudgetSettle
 from holysheep_core.policy.ratelimit import BucketSpec
+from holysheep_core.policy.redis_store import StoreUnavailable
 
 REQUESTS = BucketSpec("limit:*:requests", "requests", 10.0, 4.0)
 BREAKER = BreakerPolicy(failure_threshold=2, cool_down=30.0)
@@ -159,6 +160,9 @@ def test_redis_down_budget_refuses_limiter_shares_and_back_within_a_second(redis
         assert granted == [True, True, False, False]
         # A breaker still works, on a circuit of this process.
         assert mine.apply(turn(breaker_key=CIRCUIT, breaker=BREAKER)).admission is not None
+        # No local figure stands for the shared budget's.
+        with pytest.raises(StoreUnavailable):
+            _ = budget.spent_usd
     finally:
         redis_server.start()
     back = time.monotonic()
