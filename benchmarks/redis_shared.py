@@ -29,9 +29,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .counting_server import CountingServer, max_in_window
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from counting_server import CountingServer, max_in_window
 from redis_helpers import RedisServer
 
 MODEL = "bench-model"

@@ -30,6 +30,13 @@ CIRCUIT = "breaker:m@http://x"
 COUNTER = BucketSpec("limit:counter:requests", "requests", 0.001, 10.0)
 
 
+def asleep(server, seconds: float) -> None:
+    """``DEBUG SLEEP`` and wait until Redis really sleeps (a PING goes unanswered)."""
+    server.slow(seconds)
+    while server.ping():  # answered: the sleep has not begun yet
+        time.sleep(0.01)
+
+
 def turn(**fields: object) -> BeforeAttempt:
     return BeforeAttempt(call_id=uuid.uuid4().hex, **fields)  # type: ignore[arg-type]
 
@@ -188,7 +195,7 @@ def test_a_slow_redis_degrades_within_the_policy_timeout_and_replays_once(
     budget = Budget("1", name="b", store=store)
     held = hold_op(budget, "0.05")
     store.apply(held)
-    redis_server.slow(1.5)
+    asleep(redis_server, 1.5)
     started = time.monotonic()
     store.apply(settle_op(budget, held, "0.02"))  # times out; Redis applies it after its sleep
     assert time.monotonic() - started < 1.0
@@ -210,14 +217,14 @@ async def test_the_event_loop_never_waits_for_redis(redis_url, redis_server) -> 
             gaps.append(now - last)
             last = now
 
-    redis_server.slow(1.0)
+    asleep(redis_server, 1.5)
     tick = asyncio.create_task(ticker())
     results = await asyncio.gather(
         *(store.apply_async(turn(buckets=(REQUESTS,), max_wait=5.0)) for _ in range(20))
     )
     await tick
     assert all(r.granted for r in results)  # degraded to this process's limit, not failed
-    assert max(gaps) < 0.5  # Redis slept a second; the loop never did
+    assert max(gaps) < 0.5  # Redis slept 1.5 s; the loop never did
 
 
 def test_a_lease_spends_while_redis_is_away_and_is_settled_when_it_is_back(
@@ -235,7 +242,7 @@ def test_a_lease_spends_while_redis_is_away_and_is_settled_when_it_is_back(
     a = hold_op(budget, "0.01")
     store.apply(a)  # and this process leases $0.05 of the budget
     assert budget.held_usd == Decimal("0.06")
-    redis_server.slow(1.5)
+    asleep(redis_server, 1.5)
     b, c, d = (hold_op(budget, "0.02") for _ in range(3))
     assert store.apply(b).granted  # times out: from the lease
     assert store.apply(c).granted
