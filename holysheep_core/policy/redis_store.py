@@ -271,6 +271,7 @@ class RedisStore:
         self._replay: collections.deque[tuple[str, AfterAttempt]] = collections.deque()
         self._wake = threading.Event()
         self._sender: threading.Thread | None = None
+        self._draining = False
         self._leases: dict[str, _Lease] = {}
 
     def _here(self) -> None:
@@ -367,13 +368,27 @@ class RedisStore:
         return result
 
     def defer(self, op: Operation) -> None:
-        """Queue ``op`` (an :class:`AfterAttempt` from a finaliser, where no I/O may
-        happen): sent with the next decision this process makes, or by :meth:`flush`."""
+        """Queue ``op`` (an :class:`AfterAttempt` whose result nobody waits for, perhaps
+        from a finaliser, where no I/O may happen): in an event loop it goes in the next
+        tick's pipeline; elsewhere a thread of this process sends it (and retries while
+        Redis is away); :meth:`flush` sends what is queued at once."""
         self._here()
         if not isinstance(op, AfterAttempt):
             raise TypeError("only an AfterAttempt can be deferred")
         self._queue(self._op_id(), op)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and not self._draining:
+            # In an event loop: sent in the next tick's pipeline, with the decisions.
+            self._draining = True
+            loop.call_soon(self._drain_soon, loop)
+            return
         self._wake.set()
+        self._start_sender()
+
+    def _start_sender(self) -> None:
         if self._sender is None:
             with self._lock:
                 if self._sender is None:
@@ -383,6 +398,20 @@ class RedisStore:
                         target=self._send_deferred, name="holysheep-redis-deferred", daemon=True
                     )
                     self._sender.start()
+
+    def _drain_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._drain())
+        self._beats.add(task)
+        task.add_done_callback(self._beats.discard)
+
+    async def _drain(self) -> None:
+        try:
+            sent = await self._send_queued_async()
+        finally:
+            self._draining = False
+        if not sent:
+            self._wake.set()  # Redis away: the sender thread retries
+            self._start_sender()
 
     def _send_deferred(self) -> None:
         """A thread of this process that sends what was deferred, retrying while Redis is
@@ -720,21 +749,33 @@ class RedisStore:
                 self._link.run(_scripts().after, keys, args)
             except StoreUnavailable:
                 return False
+            except Exception as exc:  # a bug, not Redis away: never resent
+                log.error("a policy operation failed in Redis: %r", exc)
             self._confirmed(op_id)
         return True
 
     async def _send_queued_async(self) -> bool:
+        """:meth:`_send_queued` for an event loop: everything queued in one pipeline (each
+        operation applies once, whatever order they land in)."""
         while self._replay:
             with self._lock:
-                if not self._replay:
-                    break
-                op_id, op = self._replay[0]
-            keys, args = self._after_call(op, op_id)
-            try:
-                await self._link.run_async(_scripts().after, keys, args)
-            except StoreUnavailable:
+                items = list(itertools.islice(self._replay, 1000))
+            calls = [self._after_call(op, op_id) for op_id, op in items]
+            replies = await asyncio.gather(
+                *(self._link.run_async(_scripts().after, *call) for call in calls),
+                return_exceptions=True,
+            )
+            done = set()
+            for (op_id, _), reply in zip(items, replies, strict=True):
+                if isinstance(reply, StoreUnavailable):
+                    continue
+                if isinstance(reply, BaseException):  # a bug, not Redis away: never resent
+                    log.error("a policy operation failed in Redis: %r", reply)
+                done.add(op_id)
+            with self._lock:
+                self._replay = collections.deque(x for x in self._replay if x[0] not in done)
+            if len(done) < len(items):
                 return False
-            self._confirmed(op_id)
         return True
 
     def _confirmed(self, op_id: str) -> None:
