@@ -297,7 +297,7 @@ class RedisStore:
         """Apply ``op`` in Redis (one round trip), or degrade as the store is configured."""
         self._here()
         if self._replay and self._link.health.up:
-            self._send_queued()
+            self._send_soon()
         self._beat()
         try:
             if isinstance(op, BeforeAttempt):
@@ -316,7 +316,7 @@ class RedisStore:
             return self._degrade(op)
         if self._degraded:
             self._back_on_redis()
-            self._send_queued()
+            self._send_soon()
         if self._lease:
             for lease_op in self._lease_work(op, result):
                 with contextlib.suppress(StoreUnavailable):
@@ -334,7 +334,7 @@ class RedisStore:
         tick share one pipeline."""
         self._here()
         if self._replay and self._link.health.up:
-            await self._send_queued_async()
+            self._send_soon()
         self._beat_soon()
         try:
             if isinstance(op, BeforeAttempt):
@@ -357,7 +357,7 @@ class RedisStore:
             return self._degrade(op)
         if self._degraded:
             self._back_on_redis()
-            await self._send_queued_async()
+            self._send_soon()
         if self._lease:
             for lease_op in self._lease_work(op, result):
                 with contextlib.suppress(StoreUnavailable):
@@ -376,14 +376,20 @@ class RedisStore:
         if not isinstance(op, AfterAttempt):
             raise TypeError("only an AfterAttempt can be deferred")
         self._queue(self._op_id(), op)
+        self._send_soon()
+
+    def _send_soon(self) -> None:
+        """Have what is queued sent, without waiting for it: in an event loop by one task
+        (in the next tick's pipeline, with the decisions), elsewhere by a thread of this
+        process, which retries while Redis is away."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is not None and not self._draining:
-            # In an event loop: sent in the next tick's pipeline, with the decisions.
-            self._draining = True
-            loop.call_soon(self._drain_soon, loop)
+        if loop is not None:
+            if not self._draining:
+                self._draining = True
+                loop.call_soon(self._drain_soon, loop)
             return
         self._wake.set()
         self._start_sender()

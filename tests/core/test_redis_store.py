@@ -184,6 +184,7 @@ def test_redis_down_budget_refuses_limiter_shares_and_back_within_a_second(redis
     assert time.monotonic() - back < 1.0 + 0.5  # probe interval + one reconnect
     assert budget.held_usd == Decimal("0.01")
     # What the limiter let through meanwhile was charged to the shared bucket.
+    assert mine.flush()
     level = mine.items("limit:")["limit:*:requests"].level
     assert level < 4.0 - 2.0 + 0.5
 
