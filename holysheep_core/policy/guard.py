@@ -223,9 +223,8 @@ class Guard:
             return
         call.settled = True
         settles = self._settle_holds(call, None, billed=False)
-        ledger = LedgerEntry(call.model, errors=1) if self._shared_ledger else None
-        if settles or ledger:
-            self.finish(AfterAttempt(call.call_id, settles=settles, ledger=ledger))
+        if settles:
+            self.finish(AfterAttempt(call.call_id, settles=settles))
 
     def settle(self, call: CallGuard, usage: Usage | None, cost: Decimal | None) -> None:
         """The server reported the call's usage (None: unknown): correct the estimates to

@@ -206,7 +206,6 @@ class LedgerEntry:
     reasoning_tokens: int = 0
     cost_nano: int = 0
     unpriced_requests: int = 0
-    errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)

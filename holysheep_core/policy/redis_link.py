@@ -35,7 +35,10 @@ __all__ = ["RedisLink", "Script", "StoreUnavailable"]
 class StoreUnavailable(HolySheepError):
     """Redis did not answer in time (or is resting after failures). Decisions degrade as
     the store is configured; a view that cannot degrade (a shared budget's spending, the
-    shared ledger) raises this."""
+    shared ledger) raises this. ``sent``: the command may have reached Redis (False: it
+    was never sent, Redis being left alone after failures)."""
+
+    sent: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class RedisLink:
     def run(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """Run ``script`` once, or raise :class:`StoreUnavailable`."""
         if not self.health.may_ask():
-            raise StoreUnavailable("Redis is resting after failures")
+            raise StoreUnavailable("Redis is resting after failures", sent=False)
         import redis.exceptions as rx
 
         client = self.sync_client()
@@ -188,7 +191,7 @@ class RedisLink:
     def command(self, *args: Any) -> Any:
         """One plain command (reads for views), or :class:`StoreUnavailable`."""
         if not self.health.may_ask():
-            raise StoreUnavailable("Redis is resting after failures")
+            raise StoreUnavailable("Redis is resting after failures", sent=False)
         import redis.exceptions as rx
 
         try:
@@ -216,7 +219,7 @@ class RedisLink:
     async def run_async(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """Like :meth:`run`, batched with the other calls made in this loop's tick."""
         if not self.health.may_ask():
-            raise StoreUnavailable("Redis is resting after failures")
+            raise StoreUnavailable("Redis is resting after failures", sent=False)
         loop = asyncio.get_running_loop()
         state = self._loop_state(loop)
         future: asyncio.Future[Any] = loop.create_future()
@@ -292,7 +295,7 @@ class RedisLink:
 
     async def command_async(self, *args: Any) -> Any:
         if not self.health.may_ask():
-            raise StoreUnavailable("Redis is resting after failures")
+            raise StoreUnavailable("Redis is resting after failures", sent=False)
         import redis.exceptions as rx
 
         client = self._loop_state(asyncio.get_running_loop()).client

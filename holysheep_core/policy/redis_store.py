@@ -79,12 +79,11 @@ _DONE_TTL = 300.0
 
 @dataclass(frozen=True, slots=True)
 class SharedUsage:
-    """What every process sharing a store spent: ``by_model`` as :class:`TokenUsage`
-    (``requests`` counts the calls that may have been billed), and ``errors``, the calls
-    that failed before any answer could bill them, by model."""
+    """What every process sharing a store spent, by model, as :class:`TokenUsage`
+    (``requests`` counts the calls that may have been billed: answered, or sent and never
+    answered; ``unpriced_requests`` those whose cost is unknown)."""
 
     by_model: dict[str, TokenUsage]
-    errors: dict[str, int]
 
     @property
     def usage(self) -> TokenUsage:
@@ -312,8 +311,8 @@ class RedisStore:
                 except StoreUnavailable:
                     self._queue(op_id, op)
                     raise
-        except StoreUnavailable:
-            return self._degrade(op)
+        except StoreUnavailable as exc:
+            return self._degrade(op, sent=exc.sent)
         if self._degraded:
             self._back_on_redis()
             self._send_soon()
@@ -353,8 +352,8 @@ class RedisStore:
                 except (StoreUnavailable, asyncio.CancelledError):
                     self._queue(op_id, op)
                     raise
-        except StoreUnavailable:
-            return self._degrade(op)
+        except StoreUnavailable as exc:
+            return self._degrade(op, sent=exc.sent)
         if self._degraded:
             self._back_on_redis()
             self._send_soon()
@@ -452,16 +451,23 @@ class RedisStore:
                 raise
             return self._local.items(prefix)
 
-    def close(self) -> None:
-        """Send what is queued if Redis answers, and close this process's connections."""
+    def close(self, *, timeout: float = 5.0) -> None:
+        """Send what is queued (trying for up to ``timeout`` seconds while Redis does not
+        answer: a worker about to exit must not lose its settlements) and close this
+        process's connections."""
         self._here()
+        deadline = time.monotonic() + timeout
         try:
-            self._send_queued()
+            while not self._send_queued() and time.monotonic() < deadline:
+                time.sleep(self._link.health.interval / 2)
         finally:
             self._link.close()
 
-    async def aclose(self) -> None:
-        await self._send_queued_async()
+    async def aclose(self, *, timeout: float = 5.0) -> None:
+        """:meth:`close` for an event loop (this loop's connections)."""
+        deadline = time.monotonic() + timeout
+        while not await self._send_queued_async() and time.monotonic() < deadline:
+            await asyncio.sleep(self._link.health.interval / 2)
         await self._link.aclose()
 
     # --- the ledger ---------------------------------------------------------------------
@@ -473,7 +479,6 @@ class RedisStore:
         self._send_queued()  # this process's own calls first: it reads what it wrote
         models = self._link.command("SMEMBERS", self.prefix + "ledger:models")
         by_model: dict[str, TokenUsage] = {}
-        errors: dict[str, int] = {}
         for raw in sorted(models):
             model = raw.decode()
             values = self._link.command("HGETALL", self.prefix + "ledger:model:" + model)
@@ -488,9 +493,7 @@ class RedisStore:
                 cost_usd=usd(c.get("cost_nano", 0)) if priced > 0 else None,
                 unpriced_requests=c.get("unpriced_requests", 0),
             )
-            if c.get("errors"):
-                errors[model] = c["errors"]
-        return SharedUsage(by_model, errors)
+        return SharedUsage(by_model)
 
     # --- encoding operations --------------------------------------------------------------
 
@@ -614,20 +617,21 @@ class RedisStore:
                 )
             self._replay.append((op_id, op))
 
-    def _degrade(self, op: Operation) -> Any:
+    def _degrade(self, op: Operation, *, sent: bool = True) -> Any:
         """Apply ``op`` in this process while Redis does not answer."""
         if not self._degraded:
             self._degraded = True
             log.warning("Redis does not answer: policies run on this process's own state")
         if isinstance(op, BeforeAttempt):
             if op.holds:
-                # Its operation may yet reach Redis (it timed out): release what it held
-                # there once Redis answers (nothing, if it never arrived).
-                release = tuple(BudgetSettle(h.key, h.amount, 0) for h in op.holds)
-                self._queue(self._op_id(), AfterAttempt(op.call_id, settles=release))
+                if sent:
+                    # Its operation may yet reach Redis (it timed out): release what it
+                    # held there once Redis answers (nothing, if it never arrived).
+                    release = tuple(BudgetSettle(h.key, h.amount, 0) for h in op.holds)
+                    self._queue(self._op_id(), AfterAttempt(op.call_id, settles=release))
                 self._hold_from_leases(op)
                 try:
-                    entered = self._degrade(replace(op, holds=()))
+                    entered = self._degrade(replace(op, holds=()), sent=sent)
                 except BaseException:
                     self._give_back_leased(op.call_id)
                     raise
@@ -765,7 +769,7 @@ class RedisStore:
         operation applies once, whatever order they land in)."""
         while self._replay:
             with self._lock:
-                items = list(itertools.islice(self._replay, 1000))
+                items = list(itertools.islice(self._replay, 200))
             calls = [self._after_call(op, op_id) for op_id, op in items]
             replies = await asyncio.gather(
                 *(self._link.run_async(_scripts().after, *call) for call in calls),
@@ -897,5 +901,4 @@ _LEDGER_FIELDS = (
     "reasoning_tokens",
     "cost_nano",
     "unpriced_requests",
-    "errors",
 )

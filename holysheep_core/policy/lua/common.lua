@@ -151,7 +151,7 @@ end
 -- Ledger -------------------------------------------------------------------------------
 
 local LEDGER_FIELDS = {'requests', 'input_tokens', 'output_tokens', 'cached_tokens',
-  'reasoning_tokens', 'cost_nano', 'unpriced_requests', 'errors'}
+  'reasoning_tokens', 'cost_nano', 'unpriced_requests'}
 
 local function ledger_add(key, models_key, model, counts, ttl)
   for i, name in ipairs(LEDGER_FIELDS) do
