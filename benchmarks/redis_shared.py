@@ -101,10 +101,11 @@ async def _share(spec: dict[str, Any]) -> dict[str, Any]:
                 await client.chat_completion(model=MODEL, messages=HI, max_tokens=COMPLETION)
                 counts["ok"] += 1
             except APITimeoutError:
-                counts["late"] += 1
+                counts["late"] += 1  # its turn was more than max_wait away: try later
+                await asyncio.sleep(0.2)
             except BudgetExceededError:
-                counts["over budget"] += 1
-                await asyncio.sleep(0.05)
+                counts["over budget"] += 1  # in-flight holds fill the cap: try later
+                await asyncio.sleep(0.5)
             except HolySheepError:
                 counts["other"] += 1
                 await asyncio.sleep(0.05)
