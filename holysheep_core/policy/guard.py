@@ -230,7 +230,7 @@ class Guard:
         if call.settled:
             return
         call.settled = True
-        settles = self._settle_holds(call, cost, billed=True)
+        settles = self._settle_holds(call, cost, billed=True) if call.holds else ()
         gate, succeeded = call.gate, call.succeeded
         back = 0.0
         if usage is not None and gate.token_specs:
