@@ -176,10 +176,23 @@ def _refusal(policy: BreakerPolicy, c: Circuit, now: float) -> Refusal | None:
     return None
 
 
+_PASSES: dict[int, Admission] = {}
+
+
+def _closed_pass(epoch: int) -> Admission:
+    """A closed circuit's pass: values, so the calls of one epoch share one."""
+    passed = _PASSES.get(epoch)
+    if passed is None:
+        if len(_PASSES) > 1024:
+            _PASSES.clear()
+        passed = _PASSES[epoch] = Admission(epoch, False)
+    return passed
+
+
 def admit(policy: BreakerPolicy, c: Circuit, now: float) -> tuple[Circuit, Admission | Refusal]:
     """Let one attempt through (taking a probe slot when half-open) or refuse it."""
     if c.state is CircuitState.CLOSED:  # the usual case: nothing to settle or refuse
-        return c, Admission(c.epoch, False)
+        return c, _closed_pass(c.epoch)
     c = _settle(policy, c, now)
     refusal = _refusal(policy, c, now)
     if refusal is not None:

@@ -233,7 +233,7 @@ class Guard:
         if call.settled:
             return
         call.settled = True
-        settles = self._settle_holds(call, cost, billed=True)
+        settles = self._settle_holds(call, cost, billed=True) if call.holds else ()
         gate, succeeded = call.gate, call.succeeded
         back = 0.0
         if usage is not None and gate.token_specs:
@@ -361,15 +361,15 @@ class Guard:
                 if outcome.status == 429:
                     backoff, retry_after = call.gate.specs, _retry_after(outcome.headers)
                 counts = self.limiter.server_counts(call.model, outcome.headers)
-            if admission is not None:
-                if outcome.ok and not admission.probe:
-                    # A success on a closed circuit changes at most a failure count, and
-                    # the call's usage comes next (at once, or at the stream's end): the
-                    # operation that settles it records this too. A probe's may close it.
-                    call.succeeded, call.counts, admission = admission, counts, None
-                    counts = ()
-                else:
-                    verdict = classify(outcome)
+            if outcome.ok and (admission is None or not admission.probe):
+                # A success on a closed circuit changes at most a failure count, and the
+                # call's usage comes next (at once, or at the stream's end): the operation
+                # that settles it records this, and the server's counts, too. A probe's
+                # success may close the circuit: it is recorded at once.
+                call.succeeded, call.counts, admission = admission, counts, None
+                counts = ()
+            elif admission is not None:
+                verdict = classify(outcome)
         else:
             if isinstance(outcome, APIConnectionError):
                 call.unanswered = True

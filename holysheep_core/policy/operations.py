@@ -27,12 +27,13 @@ of the last caller, GCRA-style), :class:`Spending` under ``budget:<name>``.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .breaker import (
     Admission,
@@ -79,6 +80,8 @@ __all__ = [
     "usd",
 ]
 
+T = TypeVar("T")
+
 NANO_USD = 10**9
 """Nano-USD per USD: budgets count in integers of these."""
 
@@ -92,6 +95,28 @@ def nano_usd(amount: Decimal, *, up: bool = True) -> int:
 def usd(nano: int) -> Decimal:
     """Integer nano-USD as USD."""
     return Decimal(nano) / NANO_USD
+
+
+def _quick_init(cls: type[T]) -> type[T]:
+    """Give a frozen dataclass an ``__init__`` that sets its fields through one local
+    ``object.__setattr__``: the generated one looks it up for every field, which costs
+    more than the rest of an operation's trip through the in-memory store (operations are
+    built on every call). Fields, defaults, immutability and the dataclass API stay."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    params, body, env = [], [], {"_set": object.__setattr__}
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            env[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        else:
+            params.append(f.name)
+        body.append(f"    _set(self, {f.name!r}, {f.name})")
+    code = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"])
+    exec(code, env)  # the same technique dataclasses itself uses
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
 
 
 # --- stored values --------------------------------------------------------------------
@@ -110,6 +135,7 @@ class Spending:
 # --- parts of operations ----------------------------------------------------------------
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class BudgetHold:
     """Hold ``amount`` nano-USD in the budget at ``key`` unless spent + held + amount would
@@ -120,6 +146,7 @@ class BudgetHold:
     amount: int
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class BudgetSettle:
     """Replace a hold of ``hold`` nano-USD by ``spent`` (0: the call spent nothing)."""
@@ -129,6 +156,7 @@ class BudgetSettle:
     spent: int
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class BucketBack:
     """Give ``amount`` units back to a bucket (negative: take more)."""
@@ -140,6 +168,7 @@ class BucketBack:
 # --- the operations -----------------------------------------------------------------------
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class BeforeAttempt:
     """Budget holds, breaker pass and limiter turn for one attempt, all or nothing.
@@ -163,11 +192,13 @@ class BeforeAttempt:
     tuning: LimiterTuning | None = None
     max_wait: float | None = None
 
-    def store_keys(self) -> tuple[str, ...]:
-        keys = tuple(h.key for h in self.holds)
+    def store_keys(self) -> list[str]:
+        keys = [h.key for h in self.holds] if self.holds else []
         if self.breaker is not None:
-            keys += (self.breaker_key,)
-        return keys + tuple(s.key for s in self.buckets)
+            keys.append(self.breaker_key)
+        for spec in self.buckets:
+            keys.append(spec.key)
+        return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +208,7 @@ class BudgetRefusal:
     held: int
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Entered:
     """What :class:`BeforeAttempt` decided. Anything refused means nothing was taken."""
@@ -191,6 +223,7 @@ class Entered:
     transition: Transition | None = None
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
     """A finished call's counts for a ledger kept in the store, shared by every process
@@ -232,14 +265,17 @@ class AfterAttempt:
     ledger: LedgerEntry | None = None
     """The call's counts for a shared ledger (see :class:`LedgerEntry`)."""
 
-    def store_keys(self) -> tuple[str, ...]:
-        keys: tuple[str, ...] = ()
-        if self.breaker is not None and self.admission is not None:
-            keys += (self.breaker_key,)
-        keys += tuple(b.spec.key for b in self.give_back)
-        keys += tuple(c.spec.key for c in self.server_counts)
-        keys += tuple(s.key for s in self.backoff)
-        return keys + tuple(s.key for s in self.settles)
+    def store_keys(self) -> list[str]:
+        keys = [self.breaker_key] if self.breaker is not None and self.admission else []
+        for back in self.give_back:
+            keys.append(back.spec.key)
+        for count in self.server_counts:
+            keys.append(count.spec.key)
+        for spec in self.backoff:
+            keys.append(spec.key)
+        for settle in self.settles:
+            keys.append(settle.key)
+        return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,24 +343,62 @@ def before_attempt(
         tuning = op.tuning or _DEFAULT_TUNING
         tokens = op.tokens
         turn = now
-        # A bucket never seen is full now.
-        buckets = [state.get(s.key) or Bucket(s.capacity, now) for s in op.buckets]
-        for spec, b in zip(op.buckets, buckets, strict=True):
+        # The usual case, spelt out (it runs on every call): a bucket with no 429 to
+        # recover from, last charged before now, that can pay at once; ``levels`` keeps
+        # its level now, or None where the general path decides.
+        levels: list[float | None] = []
+        buckets = []
+        for spec in op.buckets:
+            b = state.get(spec.key) or Bucket(spec.capacity, now)  # never seen: full
+            buckets.append(b)
             amount = 1.0 if spec.kind == "requests" else tokens
-            turn = max(turn, _earliest(tuning, spec, b, amount, now))
+            if b.factor >= 1.0 and b.at <= now:
+                level = b.level + (now - b.at) * spec.rate
+                if level > spec.capacity:
+                    level = spec.capacity
+                if level >= amount:
+                    levels.append(level)
+                    continue
+            levels.append(None)
+            t = _earliest(tuning, spec, b, amount, now)
+            if t > turn:
+                turn = t
         wait = turn - now
         if wait > 0 and op.max_wait is not None and wait >= op.max_wait:
             return {}, Entered(wait=wait, granted=False)
-        for spec, b in zip(op.buckets, buckets, strict=True):
+        for spec, b, level in zip(op.buckets, buckets, levels, strict=True):
             amount = 1.0 if spec.kind == "requests" else tokens
-            changes[spec.key] = _charge(tuning, spec, b, amount, turn)
+            if level is not None and not wait:
+                changes[spec.key] = Bucket(level - amount, now, b.factor, b.factor_at)
+            else:
+                changes[spec.key] = _charge(tuning, spec, b, amount, turn)
     change = None
     if wait > 0:
         admission = None  # no pass (it may be a probe's) is held while waiting
     elif op.breaker is not None and new_circuit is not old_circuit:
         changes[op.breaker_key] = new_circuit
         change = transition(op.breaker, op.breaker_key, old_circuit, new_circuit)
+    if not wait and change is None:
+        return changes, _entered_now(admission)
     return changes, Entered(wait, True, admission, None, None, change)
+
+
+_GO = Entered()
+_ENTERED: dict[int, Entered] = {}
+
+
+def _entered_now(admission: Admission | None) -> Entered:
+    """The usual result: go now. Passes are values, so the calls of one epoch share one."""
+    if admission is None:
+        return _GO
+    if admission.probe:
+        return Entered(0.0, True, admission)
+    entered = _ENTERED.get(admission.epoch)
+    if entered is None or entered.admission is not admission:
+        if len(_ENTERED) > 1024:
+            _ENTERED.clear()
+        entered = _ENTERED[admission.epoch] = Entered(0.0, True, admission)
+    return entered
 
 
 def after_attempt(
@@ -332,10 +406,6 @@ def after_attempt(
 ) -> tuple[dict[str, Any], Left]:
     """The reference :class:`AfterAttempt`."""
     changes: dict[str, Any] = {}
-
-    def value(key: str) -> Any:
-        return changes[key] if key in changes else state.get(key)
-
     change = None
     if op.breaker is not None and op.admission is not None:
         old = state.get(op.breaker_key)
@@ -344,27 +414,38 @@ def after_attempt(
             changes[op.breaker_key] = new
             change = transition(op.breaker, op.breaker_key, old, new)
     tuning = op.tuning or _DEFAULT_TUNING
+    # Several parts may change one key: each reads what the one before wrote.
     for back in op.give_back:
         key = back.spec.key
-        changes[key] = give_back(tuning, back.spec, value(key), back.amount, now)
+        b = changes[key] if key in changes else state.get(key)
+        changes[key] = give_back(tuning, back.spec, b, back.amount, now)
     for count in op.server_counts:
         key = count.spec.key
-        changes[key] = clamp(tuning, count.spec, value(key), count.remaining, count.reset, now)
+        b = changes[key] if key in changes else state.get(key)
+        changes[key] = clamp(tuning, count.spec, b, count.remaining, count.reset, now)
     for spec in op.backoff:
-        changes[spec.key] = penalise(tuning, spec, value(spec.key), op.retry_after, now)
+        key = spec.key
+        b = changes[key] if key in changes else state.get(key)
+        changes[key] = penalise(tuning, spec, b, op.retry_after, now)
     for s in op.settles:
-        old_spending = value(s.key) or Spending()
-        changes[s.key] = Spending(old_spending.spent + s.spent, max(old_spending.held - s.hold, 0))
-    return changes, Left(change)
+        key = s.key
+        old_spending = (changes[key] if key in changes else state.get(key)) or _NO_SPENDING
+        changes[key] = Spending(old_spending.spent + s.spent, max(old_spending.held - s.hold, 0))
+    return changes, (_LEFT if change is None else Left(change))
+
+
+_LEFT = Left()
+_NO_SPENDING = Spending()
 
 
 def apply(op: Operation, state: Mapping[str, Any], now: float) -> tuple[dict[str, Any], Any]:
     """Apply ``op`` to ``state`` (the values of ``op.store_keys()``) at ``now``: the changed
     values (None: delete the key) and the operation's result."""
-    if isinstance(op, BeforeAttempt):
-        return before_attempt(op, state, now)
-    if isinstance(op, AfterAttempt):
-        return after_attempt(op, state, now)
+    kind = type(op)
+    if kind is BeforeAttempt:
+        return before_attempt(op, state, now)  # type: ignore[arg-type]
+    if kind is AfterAttempt:
+        return after_attempt(op, state, now)  # type: ignore[arg-type]
     raise TypeError(f"not a policy operation: {op!r}")
 
 
