@@ -186,7 +186,7 @@ class RedisStore:
         policy_timeout: float = 0.25,
         connect_timeout: float = 1.0,
         error_threshold: int = 3,
-        retry_interval: float = 0.5,
+        retry_interval: float = 0.25,
         idle_ttl: float = 3600.0,
         budget_ttl: float = 30 * 86400.0,
         hold_ttl: float = 900.0,
