@@ -2,8 +2,9 @@
 
 The state machine is pure: :func:`admit` and :func:`record` take a :class:`Circuit` and
 ``now`` and return the next one, never reading a clock, sleeping or logging.
-:class:`CircuitBreaker` applies them through a :class:`~.store.StateStore`, so every change
-is atomic across threads and tasks, and returns the transitions for the client to announce.
+:mod:`.operations` applies them in a store, with the limiter's and the budgets' changes, so
+every change is atomic across threads, tasks and (with a shared store) processes, and
+returns the transitions for the client to announce.
 
 * closed: every attempt goes; ``failure_threshold`` consecutive countable failures open it.
 * open: attempts are refused with the time left until ``cool_down`` ends.

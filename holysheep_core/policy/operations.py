@@ -16,7 +16,8 @@ language (a Lua script on Redis) computes exactly what :func:`apply` does. The s
 supplies ``now`` (its own clock, shared by every process that uses it), never the caller.
 
 :func:`apply` is the reference implementation: pure, ``(op, state, now) -> (changes,
-result)``, where ``state`` maps each of ``op.store_keys()`` to its value (None: absent) and
+result)``, where ``state`` maps each of ``op.store_keys()`` to its value (absent keys read
+as None; it may hold other keys, which are ignored) and
 ``changes`` maps the keys written to their new values (None: delete). The in-memory store
 runs it inline under a lock; any other store must agree with it.
 
@@ -223,7 +224,6 @@ class Entered:
     transition: Transition | None = None
 
 
-@_quick_init
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
     """A finished call's counts for a ledger kept in the store, shared by every process
@@ -241,6 +241,7 @@ class LedgerEntry:
     unpriced_requests: int = 0
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class AfterAttempt:
     """What one attempt (or the call's end) tells the policies; every part is optional.
@@ -501,8 +502,9 @@ class InMemoryStore:
     def apply(self, op: Operation) -> Any:
         with self._lock:
             values = self._values
-            state = {k: values.get(k) for k in op.store_keys()}
-            changes, result = apply(op, state, self.clock())
+            # The reference functions only read the keys they name (``.get``), so the
+            # whole table serves as their state, without copying those keys out.
+            changes, result = apply(op, values, self.clock())
             for key, value in changes.items():
                 if value is None:
                     values.pop(key, None)
