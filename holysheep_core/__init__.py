@@ -14,6 +14,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
+    BudgetUnavailableError,
     CircuitOpenError,
     ConfigurationError,
     ConflictError,
@@ -55,6 +56,7 @@ __all__ = [
     "BreakerPolicy",
     "Budget",
     "BudgetExceededError",
+    "BudgetUnavailableError",
     "CacheHit",
     "CacheStats",
     "ChatCompletion",
@@ -85,9 +87,11 @@ __all__ = [
     "PriceTable",
     "RateLimitError",
     "RateLimits",
+    "RedisStore",
     "ResponseCache",
     "RetryPolicy",
     "RetryScheduled",
+    "SharedUsage",
     "StateStore",
     "Stats",
     "StreamConnectionError",
@@ -102,3 +106,12 @@ __all__ = [
     "__version__",
     "budget_scope",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis store is imported on first use: most programs never need it.
+    if name in ("RedisStore", "SharedUsage"):
+        from .policy import redis_store
+
+        return getattr(redis_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,14 +10,19 @@ import asyncio
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .accounting import Stats
 from .cache.client_cache import ClientCache
 from .cache.replay import AsyncCachedChatStream, CachedChatStream
 from .chat_stream import AsyncChatStream, ChatStream, _StreamBook
 from .config import ClientConfig
-from .errors import APIResponseValidationError, HolySheepError, InvalidRequestError
+from .errors import (
+    APIResponseValidationError,
+    ConfigurationError,
+    HolySheepError,
+    InvalidRequestError,
+)
 from .observer import CallEnd, watch_call
 from .params import build_chat_body, build_embeddings_body, encode_json
 from .pipeline import Consult, Effect, Pipeline, Plan, Served, Wait
@@ -27,6 +32,9 @@ from .policy.ratelimit import estimate_tokens
 from .record import CallRecord
 from .transport.base import AsyncTransport, Reply, Send, SyncTransport
 from .types import ChatCompletion, EmbeddingResponse, Model, ModelList, Usage
+
+if TYPE_CHECKING:
+    from .policy.redis_store import SharedUsage
 
 __all__ = ["AsyncHolySheepClient", "Health", "HolySheepClient"]
 
@@ -80,6 +88,20 @@ class _ClientBase:
         if self._cache is not None:
             stats = stats.model_copy(update={"cache": self._cache.stats()})
         return stats
+
+    def shared_stats(self) -> SharedUsage:
+        """Requests, tokens and cost by model of every client, in every process, that
+        shares this client's policy store (``policy_store=RedisStore(...)``). A few Redis
+        reads: a view for dashboards and tests, not for the hot path.
+
+        Raises ``ConfigurationError`` when the store keeps no shared ledger."""
+        store = self._pipeline.policies.store
+        if not getattr(store, "shares_ledger", False):
+            raise ConfigurationError(
+                "shared_stats() reads a ledger shared by processes: give the client "
+                "policy_store=RedisStore(...); stats() has this client's own"
+            )
+        return store.shared_usage()  # type: ignore[attr-defined,no-any-return]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.config.base_url!r})"

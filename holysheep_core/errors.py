@@ -24,6 +24,7 @@
   |                             APIConnectionError)
   + CircuitOpenError          (policy: the breaker sheds this call)
   + BudgetExceededError       (policy: the call would cross the USD cap)
+    + BudgetUnavailableError  (policy: a shared budget's store did not answer)
 
 Every error carries ``status_code``, ``request_id``, ``retry_after`` (seconds) and
 ``is_retryable`` where they apply; the server's message is the exception text. No error
@@ -48,6 +49,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "BudgetUnavailableError",
     "CircuitOpenError",
     "ConfigurationError",
     "ConflictError",
@@ -257,6 +259,12 @@ class BudgetExceededError(HolySheepError):
         super().__init__(
             message, budget_usd=budget_usd, spent_usd=spent_usd, estimate_usd=estimate_usd
         )
+
+
+class BudgetUnavailableError(BudgetExceededError):
+    """A budget shared between processes could not be asked (its store, such as Redis, did
+    not answer) and refuses rather than risk passing its cap; nothing was sent.
+    ``spent_usd`` is None: unknown."""
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

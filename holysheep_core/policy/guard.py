@@ -42,6 +42,7 @@ from .operations import (
     BudgetSettle,
     Entered,
     InMemoryStore,
+    LedgerEntry,
     Left,
     Operation,
     ServerCount,
@@ -132,6 +133,8 @@ class Guard:
         # one operation with the breaker's pass and the limiter's turn.
         self.budget = cap if isinstance(cap, Budget) or cap is None else Budget(cap, store=store)
         self._on_change = (log_breaker_change, *config.on_breaker_change)
+        # A store shared by processes keeps a ledger of every call: each call reports.
+        self._shared_ledger = bool(getattr(store, "shares_ledger", False))
         # One per model name seen, like the store's own keys.
         self._gates: dict[str, Gate] = {}
 
@@ -171,7 +174,7 @@ class Guard:
         budgets = active_budgets()
         if self.budget is not None:
             budgets = (self.budget, *budgets)
-        if not budgets and self.breaker is None and self.limiter is None:
+        if not (budgets or self.breaker or self.limiter or self._shared_ledger):
             return None
         profile = self.prices.profile(model) if media_parts or budgets else None
         size = prompt_tokens * 4 if body_bytes is None else body_bytes
@@ -237,7 +240,8 @@ class Guard:
         back = 0.0
         if usage is not None and gate.token_specs:
             back = float(call.tokens - usage.total_tokens)
-        if not (back or succeeded or settles or call.counts):
+        ledger = _ledger_entry(call.model, usage, cost) if self._shared_ledger else None
+        if not (back or succeeded or settles or call.counts or ledger):
             return
         call.succeeded = None
         op = AfterAttempt(
@@ -252,6 +256,7 @@ class Guard:
             None,
             self._tuning,
             settles,
+            ledger,
         )
         self._announce(call, self.finish(op))
 
@@ -482,3 +487,20 @@ class Guard:
             run_hooks(self._on_change, event)
             if call.watch is not None:
                 call.watch.event(event)
+
+
+def _ledger_entry(model: str, usage: Usage | None, cost: Decimal | None) -> LedgerEntry:
+    """A call that may have been billed, for a shared ledger (unknown usage: a request
+    with no tokens and no known cost)."""
+    if usage is None:
+        return LedgerEntry(model, requests=1, unpriced_requests=1)
+    return LedgerEntry(
+        model,
+        requests=1,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost_nano=0 if cost is None else nano_usd(cost),
+        unpriced_requests=int(cost is None),
+    )

@@ -70,6 +70,7 @@ __all__ = [
     "BudgetSettle",
     "Entered",
     "InMemoryStore",
+    "LedgerEntry",
     "Left",
     "LimiterTuning",
     "ServerCount",
@@ -223,6 +224,23 @@ class Entered:
     transition: Transition | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """A finished call's counts for a ledger kept in the store, shared by every process
+    that uses it (``store.shares_ledger``); stores without one ignore it (each client
+    keeps its own ledger). Cost in nano-USD; an unpriced call counts in
+    ``unpriced_requests`` instead."""
+
+    model: str
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nano: int = 0
+    unpriced_requests: int = 0
+
+
 @_quick_init
 @dataclass(frozen=True, slots=True)
 class AfterAttempt:
@@ -245,6 +263,8 @@ class AfterAttempt:
     retry_after: float | None = None
     tuning: LimiterTuning | None = None
     settles: tuple[BudgetSettle, ...] = ()
+    ledger: LedgerEntry | None = None
+    """The call's counts for a shared ledger (see :class:`LedgerEntry`)."""
 
     def store_keys(self) -> list[str]:
         keys = [self.breaker_key] if self.breaker is not None and self.admission else []

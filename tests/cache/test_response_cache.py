@@ -218,6 +218,35 @@ def test_namespaces_never_share_answers(emulator, api_key, redis_url):
         assert ca2.chat_completion(model=MODEL, messages=HI).cache_hit  # another process
 
 
+def test_a_cache_on_the_shared_policy_store_uses_its_redis_and_namespace(
+    emulator, api_key, redis_url
+):
+    import redis
+
+    from holysheep_core import RedisStore
+
+    store = RedisStore(redis_url, namespace="tenant-a")
+    with (
+        HolySheepClient(
+            api_key=api_key,
+            base_url=emulator.url,
+            policy_store=store,
+            cache=ResponseCache(redis=store),
+        ) as first,
+        HolySheepClient(
+            api_key=api_key,
+            base_url=emulator.url,
+            cache=ResponseCache(redis=redis_url, namespace="tenant-a"),
+        ) as second,
+    ):
+        first.chat_completion(model=MODEL, messages=HI)
+        assert second.chat_completion(model=MODEL, messages=HI).cache_hit
+    assert len(chat_requests(emulator)) == 1
+    r = redis.Redis.from_url(redis_url)
+    assert r.keys("tenant-a:cache:e:*")
+    r.close()
+
+
 def test_a_hit_is_not_charged_to_the_budget(emulator, api_key, make_cache):
     cache = make_cache()
     with HolySheepClient(api_key=api_key, base_url=emulator.url, cache=cache) as warm:

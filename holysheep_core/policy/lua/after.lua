@@ -1,0 +1,88 @@
+-- AfterAttempt (operations.py: after_attempt): the breaker's verdict, the limiter's
+-- corrections, budget settlements and the ledger, in one round trip. Applied once: a
+-- replay of the same operation (sent again after Redis came back) changes nothing.
+-- KEYS: the sending process's done-set; the circuit (with a verdict); one per give-back,
+-- server count and back-off; per settlement its budget, holds and expiries keys; the
+-- ledger's model hash and model set (with ledger counts).
+-- ARGV[2]: {call, seq, breaker, admission = {epoch, probe}, outcome, give_back = {{spec, amount}},
+-- counts = {{spec, remaining, reset}}, backoff = {spec}, retry_after, tuning,
+-- settles = {spent}, ledger = {model, counts...}, ttl, budget_ttl, done_ttl}
+
+local now = clock()
+local op = cjson.decode(ARGV[2])
+-- KEYS[1]: the sending process's applied operations by sequence number, scored by time.
+if redis.call('ZSCORE', KEYS[1], op.seq) then return {'done'} end
+redis.call('ZADD', KEYS[1], F(now), op.seq)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', F(now - op.done_ttl))
+expire(KEYS[1], op.done_ttl)
+local k = 2
+local reply = {'ok'}
+
+local pol = op.breaker
+if pol and op.admission then
+  pol = {failure_threshold = pol[1], cool_down = pol[2], half_open_probes = pol[3],
+    success_threshold = pol[4], probe_timeout = pol[5]}
+  local ckey = KEYS[k]
+  k = k + 1
+  local old = circuit_read(ckey)
+  local new = circuit_record(pol, old, op.admission[1], op.admission[2], op.outcome, now)
+  if not circuit_same(old, new) then
+    circuit_write(ckey, new, math.max(op.ttl, pol.cool_down + pol.probe_timeout))
+  end
+  reply = {'ok', old.s, circuit_reply(new)}
+end
+
+-- A key may be changed by several parts: each sees the change before it.
+local tun = op.tuning
+local seen, order = {}, {}
+local function value(key, spec)
+  local v = seen[key]
+  if v == nil then
+    order[#order + 1] = key
+    v = {b = bucket_read(key)}
+    seen[key] = v
+  end
+  v.spec = spec
+  return v
+end
+for _, g in ipairs(op.give_back or {}) do
+  local v = value(KEYS[k], g[1])
+  v.b = give_back(tun, g[1], v.b, g[2], now)
+  k = k + 1
+end
+for _, c in ipairs(op.counts or {}) do
+  local v = value(KEYS[k], c[1])
+  v.b = clamp(tun, c[1], v.b, c[2], c[3], now)
+  k = k + 1
+end
+for _, spec in ipairs(op.backoff or {}) do
+  local v = value(KEYS[k], spec)
+  v.b = penalise(tun, spec, v.b, op.retry_after, now)
+  k = k + 1
+end
+for _, key in ipairs(order) do
+  local v = seen[key]
+  bucket_write(key, v.b, v.spec, tun, op.ttl, now)
+end
+
+for _, spent in ipairs(op.settles or {}) do
+  local bkey, hkey, zkey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  k = k + 3
+  budget_expire_holds(bkey, hkey, zkey, now)
+  local amount = tonumber(redis.call('HGET', hkey, op.call))
+  if amount then
+    redis.call('HDEL', hkey, op.call)
+    redis.call('ZREM', zkey, op.call)
+    local _, held = budget_read(bkey)
+    redis.call('HSET', bkey, 'held', I(math.max(held - amount, 0)))
+    if spent ~= 0 then redis.call('HINCRBY', bkey, 'spent', I(spent)) end
+    budget_touch(bkey, hkey, zkey, op.budget_ttl)
+  end
+end
+
+if op.ledger then
+  local counts = {}
+  for i = 2, #op.ledger do counts[i - 1] = op.ledger[i] end
+  ledger_add(KEYS[k], KEYS[k + 1], op.ledger[1], counts, op.budget_ttl)
+end
+return reply
