@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
@@ -304,35 +304,18 @@ class RedisStore:
         if self._replay and self._link.health.up:
             self._send_soon()
         self._beat()
+        flow = self._decide(op)
         try:
-            if isinstance(op, BeforeAttempt):
-                keys, args = self._before_call(op)
-                result: Any = self._entered(op, self._link.run(_scripts().before, keys, args))
-            else:
-                op = self._settle_leased(op)
-                op_id = self._op_id()
-                keys, args = self._after_call(op, op_id)
+            call = next(flow)
+            while True:
                 try:
-                    result = self._left(op, self._link.run(_scripts().after, keys, args))
-                except StoreUnavailable:
-                    self._queue(op_id, op)
-                    raise
-        except StoreUnavailable as exc:
-            return self._degrade(op, sent=exc.sent)
-        if self._degraded:
-            self._back_on_redis()
-            self._send_soon()
-        if self._lease:
-            for lease_op in self._lease_work(op, result):
-                with contextlib.suppress(StoreUnavailable):
-                    self._leased(
-                        lease_op,
-                        self._entered(
-                            lease_op,
-                            self._link.run(_scripts().before, *self._before_call(lease_op)),
-                        ),
-                    )
-        return result
+                    reply = self._link.run(*call)
+                except StoreUnavailable as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(reply)
+        except StopIteration as stop:
+            return stop.value
 
     async def apply_async(self, op: Operation) -> Any:
         """:meth:`apply` for an event loop: never blocks it; decisions made in the same
@@ -341,21 +324,34 @@ class RedisStore:
         if self._replay and self._link.health.up:
             self._send_soon()
         self._beat_soon()
+        flow = self._decide(op)
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    reply = await self._link.run_async(*call)
+                except (StoreUnavailable, asyncio.CancelledError) as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(reply)
+        except StopIteration as stop:
+            return stop.value
+
+    def _decide(self, op: Operation) -> Generator[tuple[Any, ...], Any, Any]:
+        """One decision, written once for both drivers: yields each script call
+        ``(script, keys, args)`` and takes its reply, or the error the call raised."""
         try:
             if isinstance(op, BeforeAttempt):
-                keys, args = self._before_call(op)
-                result: Any = self._entered(
-                    op, await self._link.run_async(_scripts().before, keys, args)
-                )
+                result: Any = self._entered(op, (yield (_scripts().before, *self._before_call(op))))
             else:
                 op = self._settle_leased(op)
                 op_id = self._op_id()
-                keys, args = self._after_call(op, op_id)
+                call = (_scripts().after, *self._after_call(op, op_id))
                 try:
-                    result = self._left(
-                        op, await self._link.run_async(_scripts().after, keys, args)
-                    )
+                    result = self._left(op, (yield call))
                 except (StoreUnavailable, asyncio.CancelledError):
+                    # Sent or not, it must reach Redis exactly once: replayed when Redis
+                    # answers again (the operation id makes a second delivery a no-op).
                     self._queue(op_id, op)
                     raise
         except StoreUnavailable as exc:
@@ -366,9 +362,7 @@ class RedisStore:
         if self._lease:
             for lease_op in self._lease_work(op, result):
                 with contextlib.suppress(StoreUnavailable):
-                    reply = await self._link.run_async(
-                        _scripts().before, *self._before_call(lease_op)
-                    )
+                    reply = yield (_scripts().before, *self._before_call(lease_op))
                     self._leased(lease_op, self._entered(lease_op, reply))
         return result
 
