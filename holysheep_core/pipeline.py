@@ -100,7 +100,6 @@ class Served:
     model: str
     guard: CallGuard | None = None
     """What the policies hold until the call's usage is known."""
-    watch: CallWatch | None = None
 
 
 CallFlow = Generator[Effect, Any, Served]
@@ -160,9 +159,7 @@ class Pipeline:
                     exc.attempts = made
                     if failed:
                         exc.add_note(f"tried before {model}: " + "; ".join(failed))
-                    if watch is not None:
-                        watch.failed(exc)
-                    raise
+                    raise  # the call's record ends it, and tells its watch
                 failed.append(f"{model} ({type(exc).__name__})")
                 moved = FallbackUsed(
                     model=model,
@@ -179,9 +176,11 @@ class Pipeline:
                 if guard is not None:
                     self.policies.release(guard)
                 if watch is not None:
+                    # Closed by a driver whose caller went away: a call cancelled before
+                    # anything was sent has no record to end its watch.
                     watch.failed(exc)
                 raise
-            return Served(reply, made + attempts, model, guard, watch)
+            return Served(reply, made + attempts, model, guard)
         raise AssertionError("a plan names at least one model")
 
     def attempts(
