@@ -241,10 +241,10 @@ class _ClientBase:
 
     @staticmethod
     def _embeddings_failed(
-        record: CallRecord, error: HolySheepError, done: list[EmbeddingResponse]
+        record: CallRecord, error: HolySheepError, billed: list[EmbeddingResponse]
     ) -> None:
-        # The batches before the failure were answered and billed: their usage is booked.
-        usage = _embedding_usage(_merge_embeddings(done)) if done else None
+        # The batches answered before the failure were billed: their usage is booked.
+        usage = _embedding_usage(_merge_embeddings(billed)) if billed else None
         error.attempts = record.attempts
         record.failed(error, usage)
 
@@ -410,16 +410,15 @@ class HolySheepClient(_ClientBase):
         """Embeddings for one text or many; long lists go out in ``batch_size`` requests."""
         plans = self._embeddings_plans(model, input, params, batch_size)
         record = self._pipeline.record(model, watch=plans[0][0].watch)
-        done: list[EmbeddingResponse] = []
-        billed: list[EmbeddingResponse] = []
+        billed: list[EmbeddingResponse] = []  # in order: the batches go one after another
         try:
             for plan, texts in plans:
                 served = self._run(self._pipeline.call(plan), record, end=False)
-                done.append(self._embedding_batch(served, record, texts, billed))
+                self._embedding_batch(served, record, texts, billed)
         except HolySheepError as exc:
             self._embeddings_failed(record, exc, billed)
             raise
-        return self._embeddings_result(done, record)
+        return self._embeddings_result(billed, record)
 
     def models(self) -> list[Model]:
         self._check_open()
