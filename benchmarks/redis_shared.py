@@ -7,7 +7,9 @@
    unless ``--seconds`` says otherwise: then the whole run's tokens against tpm x run/60 +
    burst), what the server billed against the cap, and the shared ledger against the
    server's count.
-2. Latency: one decision pair (before + after an attempt) on loopback Redis, p50/p99.
+2. Latency: what a call costs more with its policies on Redis than in memory, one call at a
+   time against the fixed loopback server, p50/p99 (a call waits on one decision; its
+   settlement is written after it returns, ahead of the next decision).
 3. Throughput: one process, concurrency 100, calls/s with ``RedisStore`` against
    ``InMemoryStore``, same policies, on the fixed loopback server.
 4. Outage: the sharing run with Redis killed for 3 s in the middle: the most starts in a
@@ -179,41 +181,48 @@ def sharing(args: argparse.Namespace, redis: RedisServer, *, outage: bool) -> di
     return figures
 
 
-async def latency(redis: RedisServer, n: int = 3000) -> dict[str, Any]:
-    from holysheep_core import BreakerPolicy
-    from holysheep_core.policy.breaker import Outcome
-    from holysheep_core.policy.operations import AfterAttempt, BeforeAttempt, BucketBack
-    from holysheep_core.policy.ratelimit import BucketSpec
+async def _added(url: str, redis_url: str, n: int, block: int = 50) -> dict[str, Any]:
+    from holysheep_core import Budget, InMemoryStore
     from holysheep_core.policy.redis_store import RedisStore
 
-    store = RedisStore(redis.url, namespace="latency")
-    specs = (
-        BucketSpec("limit:*:requests", "requests", 1e6, 1e6),
-        BucketSpec("limit:*:tokens", "tokens", 1e9, 1e9),
-    )
-    breaker = BreakerPolicy()
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        entered = await store.apply_async(
-            BeforeAttempt(str(i), (), "breaker:m", breaker, specs, 40.0)
-        )
-        await store.apply_async(
-            AfterAttempt(
-                str(i),
-                "breaker:m",
-                breaker,
-                entered.admission,
-                Outcome.SUCCESS,
-                (BucketBack(specs[1], 5.0),),
-            )
-        )
-        samples.append(time.perf_counter() - started)
-    samples.sort()
-    return {
-        "p50_ms": round(samples[len(samples) // 2] * 1000, 3),
-        "p99_ms": round(samples[int(len(samples) * 0.99)] * 1000, 3),
+    stores = {"memory": InMemoryStore(), "redis": RedisStore(redis_url, namespace="latency")}
+    clients = {
+        kind: _client(url, store, Budget(10**6, name="latency", store=store), OPEN_LIMITS)
+        for kind, store in stores.items()
     }
+    samples: dict[str, list[float]] = {kind: [] for kind in clients}
+    warm = 4
+    # Blocks of calls, alternated: the machine's pace drifts, both stores see the same.
+    for round_ in range(n // block + warm):
+        for kind, client in clients.items():
+            for _ in range(block):
+                started = time.perf_counter()
+                await client.chat_completion(model="deepseek-v3.2", messages=HI, max_tokens=20)
+                if round_ >= warm:
+                    samples[kind].append(time.perf_counter() - started)
+    for client in clients.values():
+        await client.aclose()
+
+    def q(kind: str, p: float) -> float:
+        ordered = sorted(samples[kind])
+        return ordered[int(len(ordered) * p)] * 1000
+
+    return {
+        "memory_p50_ms": round(q("memory", 0.5), 3),
+        "redis_p50_ms": round(q("redis", 0.5), 3),
+        "added_p50_ms": round(q("redis", 0.5) - q("memory", 0.5), 3),
+        "added_p99_ms": round(q("redis", 0.99) - q("memory", 0.99), 3),
+    }
+
+
+def latency(redis: RedisServer, n: int = 3000) -> dict[str, Any]:
+    """What a call costs more with its policies on Redis: one call at a time against the
+    fixed server (another process), the same client settings with the in-memory store in
+    alternate blocks; p50 and p99 of each, and their differences."""
+    from .server import start_server
+
+    with start_server() as server:
+        return asyncio.run(_added(server.json_url, redis.url, n))
 
 
 async def _throughput(url: str, redis_url: str | None, n: int, c: int) -> float:
@@ -276,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {}
     with RedisServer() as redis:
         if args.only in (None, "latency"):
-            figures["latency"] = asyncio.run(latency(redis))
+            figures["latency"] = latency(redis, args.requests)
         if args.only in (None, "throughput"):
             figures["throughput"] = throughput(redis, args.requests)
         if args.only in (None, "sharing"):

@@ -35,7 +35,7 @@ def _free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1, no persistence, its own data directory."""
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, *, extra: tuple[str, ...] = ()) -> None:
         binary = binary or redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
@@ -43,6 +43,7 @@ class RedisServer:
         self.port = _free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="holysheep-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra = extra  # more redis-server options: ("--requirepass", "secret"), ...
 
     @property
     def url(self) -> str:
@@ -60,6 +61,7 @@ class RedisServer:
             "--dir", str(self.dir),
             "--enable-debug-command", "local",
             "--loglevel", "warning",
+            *self.extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
@@ -76,7 +78,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up (perhaps locked)
         except OSError:
             return False
 

@@ -6,8 +6,9 @@ batching and Redis's own health. No policy decision is made here.
   connects afresh in its new home and never touches its parent's sockets.
 * Scripts go by ``EVALSHA``; a server that answers ``NOSCRIPT`` (restarted, flushed) gets
   the script once with ``SCRIPT LOAD`` and the call is repeated.
-* The asyncio path gathers the decisions made in one event-loop tick into one pipeline:
-  one round trip however many callers decided at once, and the loop never blocks.
+* The asyncio path pipelines each event loop's script calls on one connection
+  (:mod:`.redis_wire`): applied in the order they are made, those of one tick in one
+  write, none waiting for another's round trip; the loop never blocks.
 * Redis's health: ``error_threshold`` consecutive failures (errors or replies slower than
   the policy timeout) mark it down; while down no call waits on it, and every
   ``retry_interval`` seconds one call probes it. A probe that succeeds brings every call
@@ -23,11 +24,12 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from ..errors import HolySheepError
+from .redis_wire import Endpoint, Wire
 
 __all__ = ["RedisLink", "Script", "StoreUnavailable"]
 
@@ -97,11 +99,11 @@ class _Health:
 
 @dataclass
 class _LoopState:
+    """One event loop's Redis: a client for plain commands (views), and the wire the policy
+    scripts go by."""
+
     client: Any
-    pending: list[tuple[Script, tuple[str, ...], tuple[Any, ...], asyncio.Future[Any]]] = field(
-        default_factory=list
-    )
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    wire: Wire
 
 
 class RedisLink:
@@ -123,6 +125,7 @@ class RedisLink:
                 'RedisStore needs redis-py: pip install "holysheep-integrations[redis]"'
             ) from exc
         self.url = url
+        self._endpoint = Endpoint.from_url(url)
         self.policy_timeout = policy_timeout
         self.connect_timeout = connect_timeout
         self.health = _Health(error_threshold, retry_interval)
@@ -213,85 +216,35 @@ class RedisLink:
             from redis.backoff import NoBackoff
 
             options = {**self._options(), "retry": Retry(NoBackoff(), 0)}
-            state = self._loops[loop] = _LoopState(aredis.Redis.from_url(self.url, **options))
+            wire = Wire(
+                self._endpoint,
+                self.health,
+                connect_timeout=self.connect_timeout,
+                policy_timeout=self.policy_timeout,
+            )
+            state = self._loops[loop] = _LoopState(aredis.Redis.from_url(self.url, **options), wire)
         return state
 
-    async def run_async(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
-        """Like :meth:`run`, batched with the other calls made in this loop's tick."""
+    def submit(
+        self,
+        script: Script,
+        keys: tuple[str, ...],
+        args: tuple[Any, ...],
+        *,
+        at_once: bool = True,
+    ) -> asyncio.Future[Any]:
+        """Queue one script call on this loop's wire, without waiting: the future gets its
+        reply (or :class:`StoreUnavailable`). Calls are applied in the order they are made;
+        those made in one tick go in one write."""
         if not self.health.may_ask():
             raise StoreUnavailable("Redis is resting after failures", sent=False)
-        loop = asyncio.get_running_loop()
-        state = self._loop_state(loop)
-        future: asyncio.Future[Any] = loop.create_future()
-        if not state.pending:
-            loop.call_soon(self._flush_soon, state)
-        state.pending.append((script, keys, args, future))
-        return await future
+        return self._loop_state(asyncio.get_running_loop()).wire.submit(
+            script, keys, args, at_once=at_once
+        )
 
-    def _flush_soon(self, state: _LoopState) -> None:
-        batch, state.pending = state.pending, []
-        task = asyncio.get_running_loop().create_task(self._flush(state, batch))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
-
-    async def _flush(self, state: _LoopState, batch: list[Any]) -> None:
-        import redis.exceptions as rx
-
-        try:
-            # A bound on the whole round trip, connecting included: the socket timeouts
-            # bound each read and the connect, not a pool wait.
-            async with asyncio.timeout(self.connect_timeout + self.policy_timeout):
-                replies = await self._pipeline(state.client, batch)
-                missing = [i for i, r in enumerate(replies) if isinstance(r, rx.NoScriptError)]
-                if missing:
-                    for script in {batch[i][0] for i in missing}:
-                        await state.client.script_load(script.source)
-                    again = await self._pipeline(state.client, [batch[i] for i in missing])
-                    for i, reply in zip(missing, again, strict=True):
-                        replies[i] = reply
-        except (
-            rx.ConnectionError,
-            rx.TimeoutError,
-            rx.BusyLoadingError,
-            OSError,
-            TimeoutError,
-        ) as exc:
-            self.health.failed()
-            # A timed-out connection may still get the late reply: never reuse it.
-            await _drop_connections(state.client)
-            error = f"Redis did not answer: {type(exc).__name__}"
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(error))
-            return
-        except BaseException as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            raise
-        self.health.answered()
-        for (*_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue  # its caller was cancelled; the decision stands in Redis
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-    @staticmethod
-    async def _pipeline(client: Any, batch: list[Any]) -> list[Any]:
-        if len(batch) == 1:  # alone in its tick: a plain call costs less than a pipeline
-            import redis.exceptions as rx
-
-            script, keys, args, _ = batch[0]
-            try:
-                return [await client.evalsha(script.sha, len(keys), *keys, *args)]
-            except rx.ResponseError as exc:  # NOSCRIPT or a script error, as a pipeline gives
-                return [exc]
-        pipe = client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+    async def run_async(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        """Like :meth:`run`, on this loop's wire."""
+        return await self.submit(script, keys, args)
 
     async def command_async(self, *args: Any) -> Any:
         if not self.health.may_ask():
@@ -310,9 +263,10 @@ class RedisLink:
         return reply
 
     async def aclose(self) -> None:
-        """Close this loop's client (its connections)."""
+        """Close this loop's connections (what is on the wire is answered first)."""
         state = self._loops.pop(asyncio.get_running_loop(), None)
         if state is not None:
+            await state.wire.aclose()
             await state.client.aclose()
 
     def close(self) -> None:

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
 import contextlib
 import functools
 import itertools
+import json
 import logging
 import os
 import threading
@@ -71,7 +71,9 @@ log = logging.getLogger("holysheep")
 _DEFAULT_TUNING = LimiterTuning()
 _STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
 _STATE_CODES = {s: i for i, s in enumerate(_STATES)}
+_JSON = json.JSONEncoder(separators=(",", ":"))
 _REPLAY_LIMIT = 100_000
+_SEND_AT_ONCE = 500  # queued operations put on a wire in one go
 # Seconds Redis remembers an after-attempt operation was applied, so that sending it again
 # (its first reply was lost) changes nothing: longer than any replay waits for a slow Redis.
 _DONE_TTL = 300.0
@@ -273,10 +275,11 @@ class RedisStore:
         self._charged: dict[BucketSpec, float] = {}
         # After-attempt operations Redis has not confirmed, with their ids: replayed when
         # it is back (each applies once). Also the deferred ones.
-        self._replay: collections.deque[tuple[str, AfterAttempt]] = collections.deque()
+        self._replay: dict[str, AfterAttempt] = {}  # by id, oldest first
+        # The queued operations on an event loop's wire now, with their replies to come.
+        self._on_wire: dict[str, asyncio.Future[Any]] = {}
         self._wake = threading.Event()
         self._sender: threading.Thread | None = None
-        self._draining = False
         self._leases: dict[str, _Lease] = {}
 
     def _here(self) -> None:
@@ -321,15 +324,15 @@ class RedisStore:
         """:meth:`apply` for an event loop: never blocks it; decisions made in the same
         tick share one pipeline."""
         self._here()
-        if self._replay and self._link.health.up:
-            self._send_soon()
+        if len(self._replay) > len(self._on_wire) and self._link.health.up:
+            self._send_soon()  # queued while Redis was away, or on a closed loop's wire
         self._beat_soon()
         flow = self._decide(op)
         try:
             call = next(flow)
             while True:
                 try:
-                    reply = await self._link.run_async(*call)
+                    reply = await self._link.submit(*call)
                 except (StoreUnavailable, asyncio.CancelledError) as exc:
                     call = flow.throw(exc)
                 else:
@@ -342,6 +345,11 @@ class RedisStore:
         ``(script, keys, args)`` and takes its reply, or the error the call raised."""
         try:
             if isinstance(op, BeforeAttempt):
+                if self._degraded and self._charged:
+                    # What this process let through while Redis was away reaches the
+                    # shared buckets ahead of this decision, if Redis answers it.
+                    self._queue_charges()
+                    self._send_soon()
                 result: Any = self._entered(op, (yield (_scripts().before, *self._before_call(op))))
             else:
                 op = self._settle_leased(op)
@@ -368,30 +376,34 @@ class RedisStore:
 
     def defer(self, op: Operation) -> None:
         """Queue ``op`` (an :class:`AfterAttempt` whose result nobody waits for, perhaps
-        from a finaliser, where no I/O may happen): in an event loop it goes in the next
-        tick's pipeline; elsewhere a thread of this process sends it (and retries while
-        Redis is away); :meth:`flush` sends what is queued at once."""
+        from a finaliser, where no I/O may happen): in an event loop it is written at the
+        end of the tick, ahead of the decisions made after it; elsewhere a thread of this
+        process sends it (and retries while Redis is away); :meth:`flush` sends what is
+        queued at once."""
         self._here()
         if not isinstance(op, AfterAttempt):
             raise TypeError("only an AfterAttempt can be deferred")
-        self._queue(self._op_id(), op)
-        self._send_soon()
+        op_id = self._op_id()
+        self._queue(op_id, op)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._wake.set()
+            self._start_sender()
+            return
+        self._submit(op_id, op)
 
     def _send_soon(self) -> None:
-        """Have what is queued sent, without waiting for it: in an event loop by one task
-        (in the next tick's pipeline, with the decisions), elsewhere by a thread of this
-        process, which retries while Redis is away."""
+        """Have what is queued sent, without waiting for it: in an event loop on its wire
+        at once (ahead of any decision made after it: the process reads its own writes),
+        elsewhere by a thread of this process, which retries while Redis is away."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
-        if loop is not None:
-            if not self._draining:
-                self._draining = True
-                loop.call_soon(self._drain_soon, loop)
+            self._wake.set()
+            self._start_sender()
             return
-        self._wake.set()
-        self._start_sender()
+        self._submit_queued()
 
     def _start_sender(self) -> None:
         if self._sender is None:
@@ -404,19 +416,45 @@ class RedisStore:
                     )
                     self._sender.start()
 
-    def _drain_soon(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = loop.create_task(self._drain())
-        self._beats.add(task)
-        task.add_done_callback(self._beats.discard)
+    def _submit_queued(self) -> None:
+        """Put the queued operations not on a wire yet on this loop's (oldest first, a
+        bounded number at a time); their replies confirm them."""
+        with self._lock:
+            items = [(i, op) for i, op in self._replay.items() if i not in self._on_wire]
+        for op_id, op in items[:_SEND_AT_ONCE]:
+            if not self._submit(op_id, op):
+                return
 
-    async def _drain(self) -> None:
+    def _submit(self, op_id: str, op: AfterAttempt) -> bool:
+        """Put one queued operation on this loop's wire; False when Redis is resting (the
+        sender thread retries)."""
         try:
-            sent = await self._send_queued_async()
-        finally:
-            self._draining = False
-        if not sent:
-            self._wake.set()  # Redis away: the sender thread retries
+            call = self._after_call(op, op_id)
+            # Written at the end of the tick, with the decisions made after it: this may
+            # run in a finaliser.
+            future = self._link.submit(_scripts().after, *call, at_once=False)
+        except StoreUnavailable:
+            self._wake.set()
             self._start_sender()
+            return False
+        self._on_wire[op_id] = future
+        future.add_done_callback(functools.partial(self._answered, op_id))
+        return True
+
+    def _answered(self, op_id: str, future: asyncio.Future[Any]) -> None:
+        self._on_wire.pop(op_id, None)
+        if future.cancelled():
+            return  # its loop closed: it stays queued
+        exc = future.exception()
+        if isinstance(exc, StoreUnavailable):
+            self._wake.set()  # Redis away: the sender thread retries (applied once)
+            self._start_sender()
+            return
+        if exc is not None:  # a bug, not Redis away: never resent
+            log.error("a policy operation failed in Redis: %r", exc)
+        self._confirmed(op_id)
+        if self._replay and not self._on_wire:
+            self._submit_queued()  # more than one write's worth was queued
 
     def _send_deferred(self) -> None:
         """A thread of this process that sends what was deferred, retrying while Redis is
@@ -505,10 +543,8 @@ class RedisStore:
         return f"{self._token}:{next(self._ops)}"
 
     def _args(self, op: dict[str, Any]) -> tuple[str, str]:
-        import json
-
         now = "" if self._test_clock is None else repr(float(self._test_clock()))
-        return now, json.dumps(op, separators=(",", ":"))
+        return now, _JSON.encode(op)
 
     def _budget_keys(self, key: str) -> tuple[str, str, str]:
         k = self.prefix + key
@@ -609,13 +645,14 @@ class RedisStore:
     def _queue(self, op_id: str, op: AfterAttempt) -> None:
         with self._lock:
             if len(self._replay) >= _REPLAY_LIMIT:
-                dropped = self._replay.popleft()
+                dropped = next(iter(self._replay))
+                del self._replay[dropped]
                 log.warning(
                     "policy operations waiting for Redis passed %d: dropped the oldest (%s)",
                     _REPLAY_LIMIT,
-                    dropped[0],
+                    dropped,
                 )
-            self._replay.append((op_id, op))
+            self._replay[op_id] = op
 
     def _degrade(self, op: Operation, *, sent: bool = True) -> Any:
         """Apply ``op`` in this process while Redis does not answer."""
@@ -753,7 +790,7 @@ class RedisStore:
             with self._lock:
                 if not self._replay:
                     break
-                op_id, op = self._replay[0]
+                op_id, op = next(iter(self._replay.items()))
             keys, args = self._after_call(op, op_id)
             try:
                 self._link.run(_scripts().after, keys, args)
@@ -765,33 +802,21 @@ class RedisStore:
         return True
 
     async def _send_queued_async(self) -> bool:
-        """:meth:`_send_queued` for an event loop: everything queued in one pipeline (each
-        operation applies once, whatever order they land in)."""
-        while self._replay:
-            with self._lock:
-                items = list(itertools.islice(self._replay, 200))
-            calls = [self._after_call(op, op_id) for op_id, op in items]
-            replies = await asyncio.gather(
-                *(self._link.run_async(_scripts().after, *call) for call in calls),
-                return_exceptions=True,
-            )
-            done = set()
-            for (op_id, _), reply in zip(items, replies, strict=True):
-                if isinstance(reply, StoreUnavailable):
-                    continue
-                if isinstance(reply, BaseException):  # a bug, not Redis away: never resent
-                    log.error("a policy operation failed in Redis: %r", reply)
-                done.add(op_id)
-            with self._lock:
-                self._replay = collections.deque(x for x in self._replay if x[0] not in done)
-            if len(done) < len(items):
+        """:meth:`_send_queued` for an event loop, on its wire, waiting for the replies;
+        False when Redis does not answer (they stay queued)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._submit_queued()
+            mine = [f for f in list(self._on_wire.values()) if f.get_loop() is loop]
+            if not mine:
+                return not self._replay
+            await asyncio.gather(*mine, return_exceptions=True)
+            if any(not f.cancelled() and isinstance(f.exception(), StoreUnavailable) for f in mine):
                 return False
-        return True
 
     def _confirmed(self, op_id: str) -> None:
         with self._lock:
-            if self._replay and self._replay[0][0] == op_id:
-                self._replay.popleft()
+            self._replay.pop(op_id, None)
 
     def _back_on_redis(self) -> None:
         """Redis answered again: charge the shared buckets with what this process let
@@ -800,12 +825,18 @@ class RedisStore:
             if not self._degraded:
                 return
             self._degraded = False
-            charged, self._charged = self._charged, {}
             self._local = InMemoryStore(clock=time.monotonic)
+        self._queue_charges()
+        log.warning("Redis answers again: policies are shared again")
+
+    def _queue_charges(self) -> None:
+        """Queue the charge of the bucket units let through in this process while Redis was
+        away (each unit is charged once)."""
+        with self._lock:
+            charged, self._charged = self._charged, {}
         if charged:
             backs = tuple(BucketBack(spec, -amount) for spec, amount in charged.items())
             self._queue(self._op_id(), AfterAttempt(call_id="resync", give_back=backs))
-        log.warning("Redis answers again: policies are shared again")
 
     # --- heartbeats -----------------------------------------------------------------------------
 

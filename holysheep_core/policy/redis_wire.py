@@ -1,0 +1,400 @@
+"""One pipelined Redis connection per event loop for the policy scripts.
+
+A decision waits on Redis before every attempt, so this path is kept to what a round trip
+needs: an asyncio protocol, replies parsed in its callback (hiredis when installed), no
+task per call and no timer per read.
+
+* Order: one connection, so Redis applies a process's operations in the order it made
+  them (a settlement made before the next decision is applied before it).
+* Writes: a call made while nothing is on the wire is written at once; calls made while
+  replies are awaited go together in one write at the end of the tick.
+* Failure: a reply not back within ``policy_timeout`` of its write, or a lost connection,
+  fails every call on the wire with :class:`StoreUnavailable` and drops the connection (a
+  late reply must never be read as another call's); the next call connects afresh.
+* Scripts Redis has forgotten (restart, ``SCRIPT FLUSH``) are sent again with ``EVAL``,
+  which runs the source and keeps it for the ``EVALSHA`` calls that follow.
+* URLs: ``redis://``, ``rediss://`` (TLS; ``ssl_cert_reqs``, ``ssl_ca_certs``,
+  ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname`` in the query) and ``unix://``,
+  with a user name and password (``AUTH``) and a database (``SELECT``), as redis-py reads
+  them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from .redis_link import Script, _Health
+
+__all__ = ["Endpoint", "ScriptError", "Wire"]
+
+
+class ScriptError(RuntimeError):
+    """Redis answered a script call with an error (a bug, not Redis being away)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect, read from a redis-py style URL."""
+
+    host: str | None
+    port: int
+    path: str | None
+    tls: ssl.SSLContext | None
+    username: str | None
+    password: str | None
+    db: int
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        db = query.get("db")  # before the path, as redis-py has it
+        if db is None and scheme != "unix" and parts.path.strip("/"):
+            db = parts.path.strip("/")
+        return cls(
+            host=None if scheme == "unix" else parts.hostname or "localhost",
+            port=parts.port or 6379,
+            path=unquote(parts.path) if scheme == "unix" else None,
+            tls=_tls(query) if scheme == "rediss" else None,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else query.get("password"),
+            db=int(db or 0),
+        )
+
+    def handshake(self) -> list[tuple[str, ...]]:
+        """The commands a new connection sends first."""
+        commands: list[tuple[str, ...]] = []
+        if self.password is not None:
+            user = (self.username,) if self.username else ()
+            commands.append(("AUTH", *user, self.password))
+        if self.db:
+            commands.append(("SELECT", str(self.db)))
+        return commands
+
+
+def _tls(query: dict[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
+    if query.get("ssl_certfile"):
+        context.load_cert_chain(query["ssl_certfile"], query.get("ssl_keyfile"))
+    reqs = query.get("ssl_cert_reqs", "required").lower()
+    check = query.get("ssl_check_hostname", "true" if reqs == "required" else "false")
+    context.check_hostname = check.lower() in ("1", "true", "yes")
+    context.verify_mode = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(
+        reqs, ssl.CERT_REQUIRED
+    )
+    return context
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    """One command in RESP (arguments are text or integers)."""
+    out = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class _ReplyError(str):
+    """An error reply, told apart from a status or text reply."""
+
+
+class _Parser:
+    """RESP2 replies from a byte stream; the same interface as ``hiredis.Reader``
+    (``feed``, ``gets`` returning False until a reply is whole), used without hiredis."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def gets(self) -> Any:
+        parsed = self._parse(0)
+        if parsed is None:
+            return False
+        reply, end = parsed
+        del self._buf[:end]
+        return reply
+
+    def _parse(self, at: int) -> tuple[Any, int] | None:
+        buf = self._buf
+        eol = buf.find(b"\r\n", at)
+        if eol < 0:
+            return None
+        kind, line = buf[at : at + 1], bytes(buf[at + 1 : eol])
+        at = eol + 2
+        if kind == b"+":
+            return line, at
+        if kind == b"-":
+            return _ReplyError(line.decode(errors="replace")), at
+        if kind == b":":
+            return int(line), at
+        if kind == b"$":
+            size = int(line)
+            if size < 0:
+                return None, at
+            if len(buf) < at + size + 2:
+                return None
+            return bytes(buf[at : at + size]), at + size + 2
+        if kind == b"*":
+            items = []
+            for _ in range(max(int(line), 0)):
+                parsed = self._parse(at)
+                if parsed is None:
+                    return None
+                item, at = parsed
+                items.append(item)
+            return (None if int(line) < 0 else items), at
+        raise ValueError(f"not a RESP reply: {bytes(kind)!r}")
+
+
+def _reader() -> tuple[Any, type]:
+    try:
+        import hiredis
+    except ImportError:
+        return _Parser(), _ReplyError
+    return hiredis.Reader(), hiredis.ReplyError
+
+
+@dataclass(slots=True)
+class _Call:
+    script: Script | None  # None: a handshake command
+    command: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    deadline: float = 0.0
+
+    def with_source(self) -> _Call:
+        """The same call by ``EVAL`` (Redis forgot the script)."""
+        assert self.script is not None
+        _, _, *rest = self.command
+        return _Call(self.script, ("EVAL", self.script.source, *rest), self.future)
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: what it wrote, in order, and the replies that resolve it."""
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self.transport: asyncio.Transport | None = None
+        self.sent: collections.deque[_Call] = collections.deque()
+        self.reader, self.error_type = _reader()
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def write(self, calls: list[_Call], deadline: float) -> None:
+        for call in calls:
+            call.deadline = deadline
+        self.sent.extend(calls)
+        assert self.transport is not None
+        self.transport.write(b"".join(_pack(call.command) for call in calls))
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        wire = self.wire
+        while self.sent and (reply := reader.gets()) is not False:
+            call = self.sent.popleft()
+            wire.health.answered()
+            if isinstance(reply, self.error_type):
+                if call.script is not None and str(reply).startswith("NOSCRIPT"):
+                    wire.send([call.with_source()])
+                    continue
+                reply = ScriptError(str(reply))
+            if call.future.done():
+                continue  # its caller was cancelled; the decision stands in Redis
+            if isinstance(reply, ScriptError):
+                call.future.set_exception(reply)
+            else:
+                call.future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.wire.lost(self, exc)
+
+    def fail(self, error: BaseException) -> bool:
+        """Fail what is on this connection; True when a call was waiting for it."""
+        from .redis_link import StoreUnavailable
+
+        waiting = False
+        calls, self.sent = self.sent, collections.deque()
+        for call in calls:
+            if not call.future.done():
+                waiting = True
+                call.future.set_exception(
+                    StoreUnavailable(f"Redis did not answer: {type(error).__name__}")
+                )
+        return waiting
+
+
+class Wire:
+    """The policy scripts' connection for one event loop: :meth:`submit` and forget."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        health: _Health,
+        *,
+        connect_timeout: float,
+        policy_timeout: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.health = health
+        self.connect_timeout = connect_timeout
+        self.policy_timeout = policy_timeout
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._queued: list[_Call] = []
+        self._flush_due = False
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def submit(
+        self,
+        script: Script,
+        keys: tuple[str, ...],
+        args: tuple[Any, ...],
+        *,
+        at_once: bool = True,
+    ) -> asyncio.Future[Any]:
+        """Send one script call; the future gets its reply, :class:`ScriptError` or
+        :class:`StoreUnavailable`. ``at_once=False`` never writes here but at the end of
+        the tick (this may run in a finaliser, inside another write)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        call = _Call(script, ("EVALSHA", script.sha, len(keys), *keys, *args), future)
+        self.send([call], at_once=at_once)
+        return future
+
+    def send(self, calls: list[_Call], *, at_once: bool = True) -> None:
+        conn = self._conn
+        if at_once and conn is not None and not conn.sent and not self._queued:
+            self._write(conn, calls)  # nothing to wait for: at once
+            return
+        self._queued.extend(calls)
+        loop = asyncio.get_running_loop()
+        if conn is None:
+            if self._connecting is None:
+                self._connecting = loop.create_task(self._connect())
+        elif not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self._conn is not None and self._queued:
+            calls, self._queued = self._queued, []
+            self._write(self._conn, calls)
+
+    def _write(self, conn: _Connection, calls: list[_Call]) -> None:
+        loop = asyncio.get_running_loop()
+        conn.write(calls, loop.time() + self.policy_timeout)
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(conn.sent[0].deadline, self._check)
+
+    def _check(self) -> None:
+        """One timer for the whole wire, at the oldest call's deadline (a timer per call
+        would cost more than the round trip's own work)."""
+        self._watchdog = None
+        conn = self._conn
+        if conn is None or not conn.sent:
+            return
+        loop = asyncio.get_running_loop()
+        head = conn.sent[0].deadline
+        if head > loop.time():
+            self._watchdog = loop.call_at(head, self._check)
+            return
+        # Late, or only unread: a busy loop may not have read a reply that came in time.
+        # Two hops on, every reply in the socket now has been read; the call is late only
+        # if it is still there.
+        loop.call_soon(loop.call_soon, self._late, conn, conn.sent[0])
+
+    def _late(self, conn: _Connection, call: _Call) -> None:
+        if conn.sent and conn.sent[0] is call:
+            self._drop(conn, TimeoutError())
+        elif self._watchdog is None:
+            self._check()
+
+    def _drop(self, conn: _Connection, error: BaseException) -> None:
+        """Fail what is on ``conn`` and close it: its late replies are nobody's."""
+        if self._conn is conn:
+            self._conn = None
+        if conn.fail(error):
+            self.health.failed()
+        if conn.transport is not None:
+            conn.transport.abort()
+
+    def lost(self, conn: _Connection, exc: Exception | None) -> None:
+        self._drop(conn, exc or ConnectionResetError())
+        if self._queued and self._connecting is None:
+            # Written to no connection yet: they go on the next one (or fail with it).
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        endpoint = self.endpoint
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if endpoint.path is not None:
+                    _, conn = await loop.create_unix_connection(
+                        lambda: _Connection(self), endpoint.path, ssl=endpoint.tls
+                    )
+                else:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self), endpoint.host, endpoint.port, ssl=endpoint.tls
+                    )
+                handshake = [
+                    _Call(None, command, loop.create_future()) for command in endpoint.handshake()
+                ]
+                if handshake:
+                    conn.write(handshake, loop.time() + self.connect_timeout)
+                    for call in handshake:
+                        await call.future  # an error reply (a wrong password) fails it all
+        except BaseException as exc:
+            self._connecting = None
+            if conn is not None and conn.transport is not None:
+                conn.transport.abort()
+            calls, self._queued = self._queued, []
+            if calls:
+                self.health.failed()
+            from .redis_link import StoreUnavailable
+
+            error = StoreUnavailable(f"Redis did not answer: {type(exc).__name__}")
+            for call in calls:
+                if not call.future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        call.future.cancel()
+                    else:
+                        call.future.set_exception(error)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._connecting = None
+        if conn.lost:
+            return  # lost already: its loss has dealt with what was queued
+        self._conn = conn
+        self._flush()
+
+    async def aclose(self) -> None:
+        """Wait for what is on the wire (at most its timeouts), then close."""
+        if self._connecting is not None:
+            await asyncio.gather(self._connecting, return_exceptions=True)
+        self._flush()
+        conn = self._conn
+        if conn is not None:
+            await asyncio.gather(*(call.future for call in conn.sent), return_exceptions=True)
+            self._conn = None
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None

@@ -1,0 +1,152 @@
+"""The asyncio wire the policy scripts go by (``redis_wire``): connecting as the URL says,
+replies in order, and failing fast, against real redis-servers and real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+
+import pytest
+import redis
+from redis_helpers import RedisServer, redis_server_binary
+
+from holysheep_core import Budget, BudgetUnavailableError, RedisStore
+from holysheep_core.policy.operations import BeforeAttempt
+from holysheep_core.policy.ratelimit import BucketSpec
+from holysheep_core.policy.redis_wire import Endpoint, _Parser
+
+pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="needs redis-server")
+
+# Refills by a thousandth a second: its level counts the turns taken.
+COUNTER = BucketSpec("limit:counter:requests", "requests", 0.001, 1000.0)
+
+
+def turn(**fields: object) -> BeforeAttempt:
+    return BeforeAttempt(call_id=uuid.uuid4().hex, **fields)  # type: ignore[arg-type]
+
+
+def turns_taken(url: str, namespace: str) -> float:
+    level = redis.Redis.from_url(url).hget(f"{{hs:{namespace}}}:{COUNTER.key}", "l")
+    return COUNTER.capacity - float(level)
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory):
+    """A redis-server that wants a password, also on a unix socket."""
+    sock = tmp_path_factory.mktemp("redis") / "redis.sock"
+    extra = ("--requirepass", "s3cret-pass", "--unixsocket", str(sock), "--unixsocketperm", "700")
+    with RedisServer(extra=extra) as server:
+        server.socket = str(sock)
+        yield server
+
+
+async def test_a_password_and_a_database_from_the_url(locked_redis) -> None:
+    url = f"redis://:s3cret-pass@127.0.0.1:{locked_redis.port}/3"
+    store = RedisStore(url, namespace="db3", policy_timeout=5.0)
+    results = await asyncio.gather(*(store.apply_async(turn(buckets=(COUNTER,))) for _ in range(7)))
+    await store.aclose()
+    assert all(r.granted and r.wait == 0 for r in results)
+    assert turns_taken(url, "db3") == pytest.approx(7, abs=0.01)
+    # In database 3, nowhere else.
+    plain = f"redis://:s3cret-pass@127.0.0.1:{locked_redis.port}/0"
+    assert redis.Redis.from_url(plain).keys("{hs:db3}*") == []
+
+
+async def test_a_unix_socket_url(locked_redis) -> None:
+    url = f"unix://:s3cret-pass@{locked_redis.socket}?db=2"
+    store = RedisStore(url, namespace="unix", policy_timeout=5.0)
+    for _ in range(3):
+        assert (await store.apply_async(turn(buckets=(COUNTER,)))).granted
+    await store.aclose()
+    assert turns_taken(url, "unix") == pytest.approx(3, abs=0.01)
+
+
+async def test_a_wrong_password_degrades_and_never_shows_it(locked_redis) -> None:
+    url = f"redis://:wrong-pass-123@127.0.0.1:{locked_redis.port}/0"
+    store = RedisStore(url, namespace="wrong", policy_timeout=5.0)
+    budget = Budget(1, name="b", store=store)
+    with pytest.raises(BudgetUnavailableError) as caught:
+        await store.apply_async(
+            BeforeAttempt(call_id="c1", holds=(budget.hold(budget.cap_usd / 10),))
+        )
+    await store.aclose()
+    chain, exc = [], caught.value
+    while exc is not None:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert chain and all("wrong-pass-123" not in f"{e!s} {e!r}" for e in chain)
+
+
+async def test_a_server_that_never_answers_fails_the_call_within_the_policy_timeout() -> None:
+    # A real socket that takes connections (the kernel's backlog) and never replies.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", namespace="silent", policy_timeout=0.2)
+        started = time.monotonic()
+        result = await store.apply_async(turn(buckets=(COUNTER,)))
+        waited = time.monotonic() - started
+    # Degraded to this process's own limiter, well before any connect or read timeout.
+    assert result.granted
+    assert waited < 2.0
+
+
+async def test_a_busy_loop_is_not_mistaken_for_a_slow_redis(redis_url) -> None:
+    store = RedisStore(redis_url, namespace=uuid.uuid4().hex[:8], policy_timeout=0.2)
+    await store.apply_async(turn(buckets=(COUNTER,)))  # connected, scripts loaded
+
+    async def hog() -> None:
+        time.sleep(0.6)  # the loop is blocked well past the policy timeout
+
+    decision = asyncio.ensure_future(store.apply_async(turn(buckets=(COUNTER,))))
+    await asyncio.sleep(0)  # the decision is written
+    await hog()
+    await decision
+    # Redis answered in time, during the block: the reply is read, nothing degraded.
+    assert not store._degraded
+    assert turns_taken(redis_url, store.namespace) == pytest.approx(2, abs=0.01)
+    await store.aclose()
+
+
+def test_urls_are_read_as_redis_py_reads_them() -> None:
+    e = Endpoint.from_url("rediss://alice:p%40ss@cache.example:6380/5?ssl_cert_reqs=none")
+    assert (e.host, e.port, e.db, e.username, e.password) == (
+        "cache.example",
+        6380,
+        5,
+        "alice",
+        "p@ss",
+    )
+    assert e.tls is not None and not e.tls.check_hostname
+    assert e.handshake() == [("AUTH", "alice", "p@ss"), ("SELECT", "5")]
+    assert Endpoint.from_url("redis://localhost").handshake() == []
+    assert Endpoint.from_url("redis://h:1/2?db=5").db == 5  # the query wins, as in redis-py
+    u = Endpoint.from_url("unix:///run/redis.sock?db=4&password=pw")
+    assert (u.path, u.db, u.password, u.host) == ("/run/redis.sock", 4, "pw", None)
+    with pytest.raises(ValueError, match="redis://"):
+        Endpoint.from_url("localhost:6379")
+
+
+def test_the_fallback_parser_reads_replies_split_anywhere() -> None:
+    hiredis = pytest.importorskip("hiredis")
+    stream = (
+        b"*3\r\n$2\r\nok\r\n:5\r\n*2\r\n$-1\r\n$4\r\na\r\nb\r\n"
+        b"+OK\r\n-NOSCRIPT No matching script\r\n:-7\r\n$0\r\n\r\n*-1\r\n"
+    )
+    for size in (1, 2, 3, 7, len(stream)):
+        ours, theirs = _Parser(), hiredis.Reader()
+        got: list[object] = []
+        want: list[object] = []
+        for i in range(0, len(stream), size):
+            piece = stream[i : i + size]
+            ours.feed(piece)
+            theirs.feed(piece)
+            while (reply := ours.gets()) is not False:
+                got.append(reply)
+            while (reply := theirs.gets()) is not False:
+                want.append(reply)
+        assert [str(r) for r in got] == [str(r) for r in want]
+        assert len(got) == 6
