@@ -42,6 +42,12 @@ class StoreUnavailable(HolySheepError):
 
     sent: bool = True
 
+    @classmethod
+    def after(cls, exc: BaseException) -> StoreUnavailable:
+        """The error for a call Redis failed with ``exc`` (named, never quoted: a
+        connection error may carry the URL)."""
+        return cls(f"Redis did not answer: {type(exc).__name__}")
+
 
 @dataclass(frozen=True, slots=True)
 class Script:
@@ -187,7 +193,7 @@ class RedisLink:
                 reply = client.evalsha(script.sha, len(keys), *keys, *args)
         except (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, OSError) as exc:
             self.health.failed()
-            raise StoreUnavailable(f"Redis did not answer: {type(exc).__name__}") from None
+            raise StoreUnavailable.after(exc) from None
         self.health.answered()
         return reply
 
@@ -201,7 +207,7 @@ class RedisLink:
             reply = self.sync_client().execute_command(*args)
         except (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, OSError) as exc:
             self.health.failed()
-            raise StoreUnavailable(f"Redis did not answer: {type(exc).__name__}") from None
+            raise StoreUnavailable.after(exc) from None
         self.health.answered()
         return reply
 
@@ -258,7 +264,7 @@ class RedisLink:
         except (rx.ConnectionError, rx.TimeoutError, OSError, TimeoutError) as exc:
             self.health.failed()
             await _drop_connections(client)
-            raise StoreUnavailable(f"Redis did not answer: {type(exc).__name__}") from None
+            raise StoreUnavailable.after(exc) from None
         self.health.answered()
         return reply
 

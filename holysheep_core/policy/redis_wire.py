@@ -231,9 +231,7 @@ class _Connection(asyncio.Protocol):
         for call in calls:
             if not call.future.done():
                 waiting = True
-                call.future.set_exception(
-                    StoreUnavailable(f"Redis did not answer: {type(error).__name__}")
-                )
+                call.future.set_exception(StoreUnavailable.after(error))
         return waiting
 
 
@@ -368,7 +366,7 @@ class Wire:
                 self.health.failed()
             from .redis_link import StoreUnavailable
 
-            error = StoreUnavailable(f"Redis did not answer: {type(exc).__name__}")
+            error = StoreUnavailable.after(exc)
             for call in calls:
                 if not call.future.done():
                     if isinstance(exc, asyncio.CancelledError):
