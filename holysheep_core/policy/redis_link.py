@@ -24,6 +24,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -247,6 +248,15 @@ class RedisLink:
         return self._loop_state(asyncio.get_running_loop()).wire.submit(
             script, keys, args, at_once=at_once
         )
+
+    def submit_later(
+        self, script: Script, build: Callable[[], tuple[tuple[str, ...], tuple[Any, ...]]]
+    ) -> asyncio.Future[Any]:
+        """Queue a call no decision needs to see first, built when written
+        (:meth:`Wire.submit_later`)."""
+        if not self.health.may_ask():
+            raise StoreUnavailable("Redis is resting after failures", sent=False)
+        return self._loop_state(asyncio.get_running_loop()).wire.submit_later(script, build)
 
     async def run_async(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """Like :meth:`run`, on this loop's wire."""

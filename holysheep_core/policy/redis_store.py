@@ -45,7 +45,15 @@ from typing import Any, Literal
 
 from ..accounting import TokenUsage
 from ..errors import BudgetUnavailableError
-from .breaker import Admission, BreakerPolicy, Circuit, CircuitState, Refusal, transition
+from .breaker import (
+    Admission,
+    BreakerPolicy,
+    Circuit,
+    CircuitState,
+    Outcome,
+    Refusal,
+    transition,
+)
 from .operations import (
     AfterAttempt,
     BeforeAttempt,
@@ -99,6 +107,19 @@ class SharedUsage:
     @property
     def cost_usd(self) -> Decimal | None:
         return self.usage.cost_usd
+
+
+def _can_wait(op: AfterAttempt) -> bool:
+    """Whether the process's next decision may be made without ``op``: it only gives
+    back (a success, an over-estimate, a hold bigger than what was spent), so a decision
+    made ahead of it is only stricter than one made after it."""
+    return (
+        not op.backoff
+        and not op.server_counts
+        and (op.admission is None or op.outcome is not Outcome.FAILURE)
+        and all(b.amount >= 0 for b in op.give_back)
+        and all(s.spent <= s.hold for s in op.settles)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,10 +450,13 @@ class RedisStore:
         """Put one queued operation on this loop's wire; False when Redis is resting (the
         sender thread retries)."""
         try:
-            call = self._after_call(op, op_id)
-            # Written at the end of the tick, with the decisions made after it: this may
-            # run in a finaliser.
-            future = self._link.submit(_scripts().after, *call, at_once=False)
+            # Never written here: this may run in a finaliser.
+            if _can_wait(op):  # once the replies awaited now are in, built then
+                build = functools.partial(self._after_call, op, op_id)
+                future = self._link.submit_later(_scripts().after, build)
+            else:  # at the end of the tick, ahead of the decisions made after it
+                call = self._after_call(op, op_id)
+                future = self._link.submit(_scripts().after, *call, at_once=False)
         except StoreUnavailable:
             self._wake.set()
             self._start_sender()

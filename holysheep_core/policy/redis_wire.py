@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -103,6 +104,9 @@ def _pack(command: tuple[Any, ...]) -> bytes:
     return b"".join(out)
 
 
+_Args = tuple[tuple[str, ...], tuple[Any, ...]]  # a script call's keys and args
+
+
 class _ReplyError(str):
     """An error reply, told apart from a status or text reply."""
 
@@ -171,12 +175,20 @@ class _Call:
     command: tuple[Any, ...]
     future: asyncio.Future[Any]
     deadline: float = 0.0
+    build: Callable[[], _Args] | None = None  # the command's keys and args, made late
 
     def with_source(self) -> _Call:
         """The same call by ``EVAL`` (Redis forgot the script)."""
         assert self.script is not None
         _, _, *rest = self.command
         return _Call(self.script, ("EVAL", self.script.source, *rest), self.future)
+
+
+def _unheeded() -> asyncio.Future[Any]:
+    """A future for a reply nobody reads (a script's load: its call tells what failed)."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
 
 
 class _Connection(asyncio.Protocol):
@@ -188,16 +200,26 @@ class _Connection(asyncio.Protocol):
         self.sent: collections.deque[_Call] = collections.deque()
         self.reader, self.error_type = _reader()
         self.lost = False
+        self.loaded: set[str] = set()  # the scripts this connection has loaded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def write(self, calls: list[_Call], deadline: float) -> None:
+        out = []
         for call in calls:
+            script = call.script
+            if script is not None and script.sha not in self.loaded:
+                # Loaded ahead of its first call here: sent again after a NOSCRIPT, the
+                # call would run behind the calls written after it.
+                self.loaded.add(script.sha)
+                out.append(_Call(None, ("SCRIPT", "LOAD", script.source), _unheeded()))
+            out.append(call)
+        for call in out:
             call.deadline = deadline
-        self.sent.extend(calls)
+        self.sent.extend(out)
         assert self.transport is not None
-        self.transport.write(b"".join(_pack(call.command) for call in calls))
+        self.transport.write(b"".join(_pack(call.command) for call in out))
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -206,17 +228,23 @@ class _Connection(asyncio.Protocol):
         while self.sent and (reply := reader.gets()) is not False:
             call = self.sent.popleft()
             wire.health.answered()
-            if isinstance(reply, self.error_type):
-                if call.script is not None and str(reply).startswith("NOSCRIPT"):
-                    wire.send([call.with_source()])
-                    continue
-                reply = ScriptError(str(reply))
-            if call.future.done():
-                continue  # its caller was cancelled; the decision stands in Redis
-            if isinstance(reply, ScriptError):
-                call.future.set_exception(reply)
-            else:
-                call.future.set_result(reply)
+            self._resolve(call, reply)
+            if call is wire._later_behind:
+                wire.answered()
+
+    def _resolve(self, call: _Call, reply: Any) -> None:
+        if isinstance(reply, self.error_type):
+            if call.script is not None and str(reply).startswith("NOSCRIPT"):
+                self.loaded.discard(call.script.sha)  # flushed: loaded again with its call
+                self.wire.send([call.with_source()])
+                return
+            reply = ScriptError(str(reply))
+        if call.future.done():
+            return  # its caller was cancelled; the decision stands in Redis
+        if isinstance(reply, ScriptError):
+            call.future.set_exception(reply)
+        else:
+            call.future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -254,6 +282,13 @@ class Wire:
         self._connecting: asyncio.Task[None] | None = None
         self._queued: list[_Call] = []
         self._flush_due = False
+        # Calls no decision needs to see (a plain success's settlement): written when no
+        # reply is awaited, so that Redis runs them while the caller makes its request,
+        # at the latest with the first write after the last reply awaited when they were
+        # due has come (one round trip: decisions made since do not hold them back).
+        self._later: list[_Call] = []
+        self._later_behind: _Call | None = None
+        self._later_due = False
         self._watchdog: asyncio.TimerHandle | None = None
 
     def submit(
@@ -272,6 +307,36 @@ class Wire:
         self.send([call], at_once=at_once)
         return future
 
+    def submit_later(self, script: Script, build: Callable[[], _Args]) -> asyncio.Future[Any]:
+        """Send one script call that no decision needs to see first, its ``(keys,
+        args)`` built by ``build`` when it is written: once no reply is awaited (Redis runs
+        it while the caller makes its request), at the latest once the replies awaited
+        when it was made have come. Never writes here (this may run in a finaliser)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._later.append(_Call(script, (), future, build=build))
+        self._flush_soon()
+        return future
+
+    def _take_later(self) -> list[_Call]:
+        calls, self._later = self._later, []
+        self._later_behind, self._later_due = None, False
+        ready = []
+        for call in calls:
+            assert call.script is not None and call.build is not None
+            try:
+                keys, args = call.build()
+            except Exception as exc:  # a bug: its caller hears of it, the others go
+                call.future.set_exception(exc)
+                continue
+            call.command = ("EVALSHA", call.script.sha, len(keys), *keys, *args)
+            ready.append(call)
+        return ready
+
+    def _flush_soon(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def send(self, calls: list[_Call], *, at_once: bool = True) -> None:
         conn = self._conn
         if at_once and conn is not None and not conn.sent and not self._queued:
@@ -288,11 +353,33 @@ class Wire:
 
     def _flush(self) -> None:
         self._flush_due = False
-        if self._conn is not None and self._queued:
-            calls, self._queued = self._queued, []
-            self._write(self._conn, calls)
+        conn = self._conn
+        if conn is None:
+            if self._later:  # a new connection takes them in order, with the rest
+                self._queued.extend(self._take_later())
+                if self._connecting is None:
+                    self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            return
+        calls, self._queued = self._queued, []
+        if self._later:
+            if self._later_due or not (conn.sent or calls):
+                calls += self._take_later()
+            elif self._later_behind is None:
+                self._later_behind = calls[-1] if calls else conn.sent[-1]
+        self._write(conn, calls)
+
+    def answered(self) -> None:
+        """The reply the calls that can wait were waiting for has been read: they go with
+        the next write, at the end of the tick (after the callers it woke have made their
+        requests), whatever is awaited then."""
+        self._later_behind = None
+        if self._later:
+            self._later_due = True
+            self._flush_soon()
 
     def _write(self, conn: _Connection, calls: list[_Call]) -> None:
+        if not calls:
+            return
         loop = asyncio.get_running_loop()
         conn.write(calls, loop.time() + self.policy_timeout)
         if self._watchdog is None:
@@ -325,6 +412,7 @@ class Wire:
         """Fail what is on ``conn`` and close it: its late replies are nobody's."""
         if self._conn is conn:
             self._conn = None
+            self._later_behind = None
         if conn.fail(error):
             self.health.failed()
         if conn.transport is not None:
@@ -386,6 +474,7 @@ class Wire:
         """Wait for what is on the wire (at most its timeouts), then close."""
         if self._connecting is not None:
             await asyncio.gather(self._connecting, return_exceptions=True)
+        self._queued.extend(self._take_later())
         self._flush()
         conn = self._conn
         if conn is not None:

@@ -303,3 +303,30 @@ def test_bad_settings_are_refused() -> None:
         RedisStore("redis://127.0.0.1:1", policy_timeout=0)
     with pytest.raises(ValueError, match="budget_fallback"):
         RedisStore("redis://127.0.0.1:1", budget_fallback="spend")  # type: ignore[arg-type]
+
+
+async def test_what_makes_the_next_decision_stricter_reaches_redis_ahead_of_it(redis_url):
+    """A settlement that only gives back may go after the next decision; a failure, or a
+    call that spent more than it held, is applied before the process decides again."""
+    store = store_for(redis_url)
+    budget = Budget(Decimal("0.01"), name="strict", store=store)
+    strict = BreakerPolicy(failure_threshold=1, cool_down=30.0)
+    entered = await store.apply_async(turn(breaker_key=CIRCUIT, breaker=strict))
+    failed = AfterAttempt(
+        call_id="f",
+        breaker_key=CIRCUIT,
+        breaker=strict,
+        admission=entered.admission,
+        outcome=Outcome.FAILURE,
+    )
+    store.defer(failed)
+    refused = (await store.apply_async(turn(breaker_key=CIRCUIT, breaker=strict))).refusal
+    assert refused is not None and refused.state == "open"
+
+    held = hold_op(budget, "0.004")
+    assert (await store.apply_async(held)).budget_refusal is None
+    store.defer(settle_op(budget, held, "0.008"))  # billed twice what it held
+    after = await store.apply_async(hold_op(budget, "0.004"))
+    assert after.budget_refusal is not None  # 0.008 + 0.004 > 0.01: it saw the overrun
+    await store.aclose()
+    assert budget.spent_usd == Decimal("0.008")

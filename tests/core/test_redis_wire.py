@@ -4,6 +4,7 @@ replies in order, and failing fast, against real redis-servers and real sockets.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import time
 import uuid
@@ -15,7 +16,8 @@ from redis_helpers import RedisServer, redis_server_binary
 from holysheep_core import Budget, BudgetUnavailableError, RedisStore
 from holysheep_core.policy.operations import BeforeAttempt
 from holysheep_core.policy.ratelimit import BucketSpec
-from holysheep_core.policy.redis_wire import Endpoint, _Parser
+from holysheep_core.policy.redis_link import Script, _Health
+from holysheep_core.policy.redis_wire import Endpoint, Wire, _Parser
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="needs redis-server")
 
@@ -150,3 +152,69 @@ def test_the_fallback_parser_reads_replies_split_anywhere() -> None:
                 want.append(reply)
         assert [str(r) for r in got] == [str(r) for r in want]
         assert len(got) == 6
+
+
+def script(source: str) -> Script:
+    return Script("test", source, hashlib.sha1(source.encode()).hexdigest())
+
+
+ECHO = script("return ARGV[1]")
+
+
+def wire_for(url: str) -> Wire:
+    return Wire(Endpoint.from_url(url), _Health(3, 0.25), connect_timeout=5.0, policy_timeout=5.0)
+
+
+async def test_a_call_that_can_wait_is_built_and_written_after_the_reply_awaited(
+    redis_url,
+) -> None:
+    wire = wire_for(redis_url)
+    assert await wire.submit(ECHO, (), ("connect",)) == b"connect"
+    decision = wire.submit(ECHO, (), ("decision",))
+    seen: list[bool] = []
+
+    def build() -> tuple[tuple[str, ...], tuple[str, ...]]:
+        seen.append(decision.done())
+        return (), ("settlement",)
+
+    settlement = wire.submit_later(ECHO, build)
+    assert await asyncio.gather(decision, settlement) == [b"decision", b"settlement"]
+    assert seen == [True]  # Redis answered the decision without running it first
+    alone = wire.submit_later(ECHO, lambda: ((), ("alone",)))  # nothing awaited: goes
+    assert await alone == b"alone"
+    await wire.aclose()
+
+
+async def test_decisions_made_after_a_call_that_can_wait_never_hold_it_back(redis_url) -> None:
+    wire = wire_for(redis_url)
+    await wire.submit(ECHO, (), ("connect",))
+    answered = 0
+
+    async def chain() -> None:  # one decision always awaited, whatever the timing
+        nonlocal answered
+        for i in range(200):
+            await wire.submit(ECHO, (), (str(i),))
+            answered += 1
+
+    chains = [asyncio.create_task(chain()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert await wire.submit_later(ECHO, lambda: ((), ("settlement",))) == b"settlement"
+    at_settlement = answered
+    await asyncio.gather(*chains)
+    assert at_settlement < 20  # it went after the replies awaited when it was made
+    await wire.aclose()
+
+
+async def test_a_build_that_fails_fails_its_own_call_only(redis_url) -> None:
+    wire = wire_for(redis_url)
+    await wire.submit(ECHO, (), ("connect",))
+
+    def broken() -> tuple[tuple[str, ...], tuple[str, ...]]:
+        raise ValueError("a bug")
+
+    bad = wire.submit_later(ECHO, broken)
+    good = wire.submit_later(ECHO, lambda: ((), ("good",)))
+    with pytest.raises(ValueError, match="a bug"):
+        await bad
+    assert await good == b"good"
+    await wire.aclose()
