@@ -570,9 +570,9 @@ class RedisStore:
         now = "" if self._test_clock is None else repr(float(self._test_clock()))
         return now, _JSON.encode(op)
 
-    def _budget_keys(self, key: str) -> tuple[str, str, str]:
+    def _budget_keys(self, key: str) -> tuple[str, str]:
         k = self.prefix + key
-        return k, k + ":holds", k + ":expiry"
+        return k, k + ":expiry"
 
     def _before_call(self, op: BeforeAttempt) -> tuple[tuple[str, ...], tuple[str, str]]:
         keys: list[str] = []
@@ -916,7 +916,7 @@ class RedisStore:
 
     def _value(self, key: str) -> Any:
         if key.startswith("budget:"):
-            if key.endswith((":holds", ":expiry")):
+            if key.endswith(":expiry"):
                 return None
             spent, held = self._link.command("HMGET", self.prefix + key, "spent", "held")
             return Spending(int(spent or 0), int(held or 0))

@@ -12,6 +12,7 @@ import multiprocessing
 import pickle
 import time
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -19,7 +20,12 @@ import redis
 
 from holysheep_core import BreakerPolicy, Budget, BudgetUnavailableError, RedisStore
 from holysheep_core.policy.breaker import Outcome
-from holysheep_core.policy.operations import AfterAttempt, BeforeAttempt, BudgetSettle
+from holysheep_core.policy.operations import (
+    AfterAttempt,
+    BeforeAttempt,
+    BudgetSettle,
+    LedgerEntry,
+)
 from holysheep_core.policy.ratelimit import BucketSpec
 from holysheep_core.policy.redis_store import StoreUnavailable
 
@@ -91,6 +97,36 @@ def test_keys_share_one_hash_slot_and_all_expire(redis_url) -> None:
     for key in keys:
         assert key.startswith(b"{hs:shop}:"), key
         assert raw.pttl(key) > 0, key  # every key expires when left idle
+
+
+def test_keys_live_while_in_use_and_expire_once_idle(redis_url) -> None:
+    """A key's TTL is set again only when a write needs it to run further (with a tenth
+    to spare): in use for longer than its TTL it stays, left idle it goes within 1.1 TTL."""
+    ttl = 2.0
+    store = store_for(redis_url, idle_ttl=ttl, budget_ttl=ttl)
+    budget = Budget(1, name="team", store=store)
+    raw = redis.Redis.from_url(redis_url)
+    started = time.monotonic()
+    calls = 0
+    while time.monotonic() - started < 1.5 * ttl:  # past the first TTL, in use
+        held = hold_op(budget, "0.01")
+        assert store.apply(held).budget_refusal is None
+        done = settle_op(budget, held, "0.001")
+        store.apply(replace(done, ledger=LedgerEntry("m", requests=1, cost_nano=10**6)))
+        calls += 1
+        time.sleep(0.1)
+    assert budget.spent_usd == Decimal("0.001") * calls  # nothing forgotten while in use
+    assert store.shared_usage().requests == calls
+    keys = [
+        store.prefix + name
+        for name in ("budget:team", "budget:team:expiry", "ledger:model:m", "ledger:models")
+    ]
+    for key in keys:
+        assert 0 < raw.pttl(key) <= 1.1 * ttl * 1000 + 1, key
+    deadline = time.monotonic() + 1.1 * ttl + 5.0  # Redis's expiry cycle runs 10 times a second
+    while raw.exists(*keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert raw.exists(*keys) == 0  # idle: all gone
 
 
 def test_a_hold_sent_twice_holds_once_and_settles_once(redis_url) -> None:

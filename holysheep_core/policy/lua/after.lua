@@ -2,7 +2,7 @@
 -- corrections, budget settlements and the ledger, in one round trip. Applied once: a
 -- replay of the same operation (sent again after Redis came back) changes nothing.
 -- KEYS: the sending process's done-set; the circuit (with a verdict); one per give-back,
--- server count and back-off; per settlement its budget, holds and expiries keys; the
+-- server count and back-off; per settlement its budget and expiries keys; the
 -- ledger's model hash and model set (with ledger counts).
 -- ARGV[2]: {call, seq, breaker, admission = {epoch, probe}, outcome, give_back = {{spec, amount}},
 -- counts = {{spec, remaining, reset}}, backoff = {spec}, retry_after, tuning,
@@ -41,7 +41,8 @@ local function value(key, spec)
   local v = seen[key]
   if v == nil then
     order[#order + 1] = key
-    v = {b = bucket_read(key)}
+    local b = bucket_read(key)
+    v = {b = b, old = b}
     seen[key] = v
   end
   v.spec = spec
@@ -64,27 +65,30 @@ for _, spec in ipairs(op.backoff or {}) do
 end
 for _, key in ipairs(order) do
   local v = seen[key]
-  bucket_write(key, v.b, v.spec, tun, op.ttl, now)
+  bucket_write(key, v.b, v.old, v.spec, tun, op.ttl, now)
 end
 
 for _, spent in ipairs(op.settles or {}) do
-  local bkey, hkey, zkey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-  k = k + 3
-  budget_expire_holds(bkey, hkey, zkey, now)
-  local amount = tonumber(redis.call('HGET', hkey, op.call))
+  local bkey, zkey = KEYS[k], KEYS[k + 1]
+  k = k + 2
+  budget_expire_holds(bkey, zkey, now)
+  local v = redis.call('HMGET', bkey, 'spent', 'held', 'x', HOLD .. op.call)
+  local amount = tonumber(v[4])
   if amount then
-    redis.call('HDEL', hkey, op.call)
+    redis.call('HDEL', bkey, HOLD .. op.call)
     redis.call('ZREM', zkey, op.call)
-    local _, held = budget_read(bkey)
-    redis.call('HSET', bkey, 'held', I(math.max(held - amount, 0)))
-    if spent ~= 0 then redis.call('HINCRBY', bkey, 'spent', I(spent)) end
-    budget_touch(bkey, hkey, zkey, op.budget_ttl)
+    local fields = {'held', I(math.max(num(v[2], 0) - amount, 0))}
+    if spent ~= 0 then fields[3], fields[4] = 'spent', I(num(v[1], 0) + spent) end
+    local x = due(num(v[3], nil), now + op.budget_ttl, op.budget_ttl)
+    if x then fields[#fields + 1], fields[#fields + 2] = 'x', I(x) end
+    redis.call('HSET', bkey, unpack(fields))
+    if x then budget_expire_at(bkey, zkey, x, now) end
   end
 end
 
 if op.ledger then
   local counts = {}
   for i = 2, #op.ledger do counts[i - 1] = op.ledger[i] end
-  ledger_add(KEYS[k], KEYS[k + 1], op.ledger[1], counts, op.budget_ttl)
+  ledger_add(KEYS[k], KEYS[k + 1], op.ledger[1], counts, op.budget_ttl, now)
 end
 return reply

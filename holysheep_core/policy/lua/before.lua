@@ -1,6 +1,6 @@
 -- BeforeAttempt (operations.py: before_attempt): budget holds, the breaker's pass and the
 -- limiter's turn, all or nothing, in one round trip.
--- KEYS: per hold its budget, holds and expiries keys; the circuit (with a breaker); one
+-- KEYS: per hold its budget and expiries keys; the circuit (with a breaker); one
 -- per bucket. ARGV[2]: {call, holds = {{cap, amount}}, breaker = {failure_threshold,
 -- cool_down, half_open_probes, success_threshold, probe_timeout}, buckets = {spec},
 -- tokens, tuning, max_wait (absent: none), hold_ttl, ttl, budget_ttl}.
@@ -13,13 +13,14 @@ local k = 1
 local holds = op.holds or {}
 local taking = {}
 for i, h in ipairs(holds) do
-  local bkey, hkey, zkey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-  k = k + 3
-  budget_expire_holds(bkey, hkey, zkey, now)
-  if redis.call('HEXISTS', hkey, op.call) == 0 then
-    local spent, held = budget_read(bkey)
+  local bkey, zkey = KEYS[k], KEYS[k + 1]
+  k = k + 2
+  budget_expire_holds(bkey, zkey, now)
+  local v = redis.call('HMGET', bkey, 'spent', 'held', 'x', HOLD .. op.call)
+  if not v[4] then -- held already (this operation sent again): nothing more
+    local spent, held = num(v[1], 0), num(v[2], 0)
     if spent + held + h[2] > h[1] then return {'budget', i, spent, held} end
-    taking[#taking + 1] = {bkey, hkey, zkey, h[2]}
+    taking[#taking + 1] = {bkey, zkey, h[2], num(v[3], nil)}
   end
 end
 
@@ -45,8 +46,8 @@ if #specs > 0 then
   for i, spec in ipairs(specs) do
     local amount = op.tokens
     if spec[1] == 0 then amount = 1.0 end
-    states[i] = bucket_read(KEYS[k + i - 1]) or bucket(spec[3], now) -- never seen: full now
-    turn = math.max(turn, earliest(tun, spec, states[i], amount, now))
+    states[i] = bucket_read(KEYS[k + i - 1])
+    turn = math.max(turn, earliest(tun, spec, states[i] or bucket(spec[3], now), amount, now))
   end
   wait = turn - now
   if wait > 0 and op.max_wait ~= nil and wait >= op.max_wait then return {'late', F(wait)} end
@@ -54,15 +55,21 @@ end
 
 -- Granted: write it all.
 for _, t in ipairs(taking) do
-  redis.call('HINCRBY', t[1], 'held', I(t[4]))
-  redis.call('HSET', t[2], op.call, I(t[4]))
-  redis.call('ZADD', t[3], F(now + op.hold_ttl), op.call)
-  budget_touch(t[1], t[2], t[3], op.budget_ttl)
+  redis.call('HINCRBY', t[1], 'held', I(t[3])) -- two holds may share a budget
+  local x = due(t[4], now + op.budget_ttl, op.budget_ttl)
+  if x then
+    redis.call('HSET', t[1], HOLD .. op.call, I(t[3]), 'x', I(x))
+    budget_expire_at(t[1], t[2], x, now)
+  else
+    redis.call('HSET', t[1], HOLD .. op.call, I(t[3]))
+  end
+  redis.call('ZADD', t[2], F(now + op.hold_ttl), op.call)
 end
 for i, spec in ipairs(specs) do
   local amount = op.tokens
   if spec[1] == 0 then amount = 1.0 end
-  bucket_write(KEYS[k + i - 1], charge(tun, spec, states[i], amount, turn), spec, tun, op.ttl, now)
+  local b = charge(tun, spec, states[i] or bucket(spec[3], now), amount, turn) -- never seen: full now
+  bucket_write(KEYS[k + i - 1], b, states[i], spec, tun, op.ttl, now)
 end
 if not pol then return {'ok', F(wait)} end
 if wait > 0 then return {'ok', F(wait)} end -- no pass (it may be a probe's) held while waiting

@@ -119,33 +119,53 @@ local function circuit_reply(c)
   return {c.s, c.e, c.f, F(c.o), c.p, c.k, F(c.a)}
 end
 
--- Budgets -----------------------------------------------------------------------------
--- A budget is a hash {spent, held} of integer nano-USD, a hash of holds by call id and a
--- sorted set of the holds' expiry times. A hold still there at its expiry counts as spent:
--- its process is gone, and the server may have billed the call it was sending.
+-- Keeping keys ------------------------------------------------------------------------
+-- Every key expires when idle. Setting its TTL on every write would cost a Redis call each
+-- time; instead a hash keeps in field 'x' the time (in ms) its TTL runs to, and the TTL is
+-- set again only when a write needs it to run further, with a tenth to spare: a key lives
+-- at least ttl after its last write, and is gone within 1.1 ttl of it.
 
-local function budget_expire_holds(bkey, hkey, zkey, now)
-  local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', F(now))
-  if #due == 0 then return end
+-- What 'x' becomes when a key's TTL, running to x, must run to need (nil: it does).
+local function due(x, need, ttl)
+  if x and x >= need * 1000 then return nil end
+  return math.ceil((need + ttl / 10) * 1000)
+end
+
+local function expire_at(key, x, now)
+  redis.call('PEXPIRE', key, I(x - math.floor(now * 1000)))
+end
+
+-- Budgets -----------------------------------------------------------------------------
+-- A budget is a hash {spent, held, x, h:<call>: its hold} of integer nano-USD, and a sorted
+-- set of the holds' expiry times with a member '~' at +inf that keeps it from emptying (an
+-- empty set is deleted, and made again without a TTL). A hold still there at its expiry
+-- counts as spent: its process is gone, and the server may have billed the call it was
+-- sending.
+
+local HOLD = 'h:'
+
+local function budget_expire_holds(bkey, zkey, now)
+  local expired = redis.call('ZRANGEBYSCORE', zkey, '-inf', F(now))
+  if #expired == 0 then return end
   local total = 0
-  for _, id in ipairs(due) do
-    total = total + (tonumber(redis.call('HGET', hkey, id)) or 0)
-    redis.call('HDEL', hkey, id)
+  for i = 1, #expired, 1000 do -- unpack takes a bounded number of values
+    local fields = {}
+    for j = i, math.min(i + 999, #expired) do fields[#fields + 1] = HOLD .. expired[j] end
+    for _, amount in ipairs(redis.call('HMGET', bkey, unpack(fields))) do
+      total = total + (tonumber(amount) or 0)
+    end
+    redis.call('HDEL', bkey, unpack(fields))
   end
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', F(now))
   redis.call('HINCRBY', bkey, 'spent', I(total))
   redis.call('HINCRBY', bkey, 'held', I(-total))
 end
 
-local function budget_read(bkey)
-  local v = redis.call('HMGET', bkey, 'spent', 'held')
-  return num(v[1], 0), num(v[2], 0)
-end
-
-local function budget_touch(bkey, hkey, zkey, ttl)
-  expire(bkey, ttl)
-  expire(hkey, ttl)
-  expire(zkey, ttl)
+-- Once the budget's hash is written with 'x' = x: it and its holds' set live until x.
+local function budget_expire_at(bkey, zkey, x, now)
+  expire_at(bkey, x, now)
+  redis.call('ZADD', zkey, '+inf', '~')
+  expire_at(zkey, x, now)
 end
 
 -- Ledger -------------------------------------------------------------------------------
@@ -153,25 +173,30 @@ end
 local LEDGER_FIELDS = {'requests', 'input_tokens', 'output_tokens', 'cached_tokens',
   'reasoning_tokens', 'cost_nano', 'unpriced_requests'}
 
-local function ledger_add(key, models_key, model, counts, ttl)
+local function ledger_add(key, models_key, model, counts, ttl, now)
   for i, name in ipairs(LEDGER_FIELDS) do
     local n = counts[i]
     if n and n ~= 0 then redis.call('HINCRBY', key, name, I(n)) end
   end
-  redis.call('SADD', models_key, model)
-  expire(key, ttl)
-  expire(models_key, ttl)
+  local x = due(num(redis.call('HGET', key, 'x'), nil), now + ttl, ttl)
+  if x then -- the set of models lives as long as the longest-lived model's ledger
+    redis.call('HSET', key, 'x', I(x))
+    expire_at(key, x, now)
+    redis.call('SADD', models_key, model)
+    expire_at(models_key, x, now)
+  end
 end
 
 -- Buckets ------------------------------------------------------------------------------
--- A bucket is a hash {l: level, t: at, f: factor, g: factor_at}; a spec is
+-- A bucket is a hash {l: level, t: at, f: factor, g: factor_at, x}; a spec is
 -- {kind (0 requests, 1 tokens), rate, capacity}; tuning is {backoff, min_rate_factor,
 -- recovery} (ratelimit.py: Bucket, BucketSpec, LimiterTuning and the functions named so).
 
 local function bucket_read(key)
-  local v = redis.call('HMGET', key, 'l', 't', 'f', 'g')
+  local v = redis.call('HMGET', key, 'l', 't', 'f', 'g', 'x')
   if not v[1] then return nil end
-  return {l = tonumber(v[1]), t = tonumber(v[2]), f = tonumber(v[3]), g = tonumber(v[4])}
+  return {l = tonumber(v[1]), t = tonumber(v[2]), f = tonumber(v[3]), g = tonumber(v[4]),
+    x = num(v[5], nil)}
 end
 
 local function bucket(l, t, f, g) return {l = l, t = t, f = f or 1.0, g = g or 0.0} end
@@ -239,11 +264,21 @@ local function charge(tun, spec, b, amount, turn)
   return bucket(b.l - amount, b.t, b.f, b.g)
 end
 
-local function bucket_write(key, b, spec, tun, ttl, now)
-  redis.call('HSET', key, 'l', F(b.l), 't', F(b.t), 'f', F(b.f), 'g', F(b.g))
+-- b over old (as read: nil when the key was absent); only what changed is written.
+local function bucket_write(key, b, old, spec, tun, ttl, now)
+  local fields = {'l', F(b.l), 't', F(b.t)}
+  if old == nil or b.f ~= old.f or b.g ~= old.g then
+    fields[5], fields[6], fields[7], fields[8] = 'f', F(b.f), 'g', F(b.g)
+  end
   -- Idle long enough to be full again (debt paid at the slowest rate, the back-off
   -- recovered) it is the same as absent, which starts full.
   local slowest = spec[2] * math.max(tun[2], math.min(b.f, 1.0))
   local idle = math.max(b.t - now, 0) + (spec[3] - b.l) / slowest + tun[3]
-  expire(key, math.max(ttl, idle + 1))
+  local x = due(old and old.x, now + math.max(ttl, idle + 1), ttl)
+  if x then
+    fields[#fields + 1] = 'x'
+    fields[#fields + 1] = I(x)
+  end
+  redis.call('HSET', key, unpack(fields))
+  if x then expire_at(key, x, now) end
 end
