@@ -639,6 +639,8 @@ class RedisStore:
             if len(reply) == 2:
                 return Entered(wait)
             admission = Admission(int(reply[2]), bool(int(reply[3])))
+            if len(reply) == 4:  # the circuit's state is as it was
+                return Entered(wait, True, admission)
             assert op.breaker is not None
             old = Circuit(_STATES[int(reply[4])])
             new = _circuit(reply[5])

@@ -31,7 +31,7 @@ if pol and op.admission then
   if not circuit_same(old, new) then
     circuit_write(ckey, new, math.max(op.ttl, pol.cool_down + pol.probe_timeout))
   end
-  reply = {'ok', old.s, circuit_reply(new)}
+  if old.s ~= new.s then reply = {'ok', old.s, circuit_reply(new)} end
 end
 
 -- A key may be changed by several parts: each sees the change before it.

@@ -76,4 +76,6 @@ if wait > 0 then return {'ok', F(wait)} end -- no pass (it may be a probe's) hel
 if not circuit_same(old, new) then
   circuit_write(ckey, new, math.max(op.ttl, pol.cool_down + pol.probe_timeout))
 end
+-- The circuit only when its state changed (a transition to report).
+if old.s == new.s then return {'ok', F(wait), verdict[1], verdict[2]} end
 return {'ok', F(wait), verdict[1], verdict[2], old.s, circuit_reply(new)}
