@@ -31,7 +31,6 @@ import atexit
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import os
 import threading
@@ -79,12 +78,11 @@ log = logging.getLogger("holysheep")
 _DEFAULT_TUNING = LimiterTuning()
 _STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
 _STATE_CODES = {s: i for i, s in enumerate(_STATES)}
-_JSON = json.JSONEncoder(separators=(",", ":"))
 _REPLAY_LIMIT = 100_000
 _SEND_AT_ONCE = 500  # queued operations put on a wire in one go
 # Seconds Redis remembers an after-attempt operation was applied, so that sending it again
 # (its first reply was lost) changes nothing: longer than any replay waits for a slow Redis.
-_DONE_TTL = 300.0
+_DONE_TTL = "300"  # seconds; as the script reads it
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,23 +147,30 @@ class _Lease:
     used: bool = False
 
 
-def _policy(p: BreakerPolicy) -> list[Any]:
-    return [
-        p.failure_threshold,
-        p.cool_down,
-        p.half_open_probes,
-        p.success_threshold,
-        p.probe_timeout,
-    ]
+# The policies' arguments, as the scripts read them, made once: a float's text costs more
+# than the rest of an argument.
 
 
-def _spec(s: BucketSpec) -> list[Any]:
-    return [0 if s.kind == "requests" else 1, s.rate, s.capacity]
+@functools.lru_cache(maxsize=64)
+def _policy(p: BreakerPolicy) -> tuple[str, ...]:
+    return _texts(
+        p.failure_threshold, p.cool_down, p.half_open_probes, p.success_threshold, p.probe_timeout
+    )
 
 
-def _tuning(t: LimiterTuning | None) -> list[float]:
+@functools.lru_cache(maxsize=256)
+def _spec(s: BucketSpec) -> tuple[str, ...]:
+    return _texts(0 if s.kind == "requests" else 1, float(s.rate), float(s.capacity))
+
+
+@functools.lru_cache(maxsize=64)
+def _tuning(t: LimiterTuning | None) -> tuple[str, ...]:
     t = t or _DEFAULT_TUNING
-    return [t.backoff, t.min_rate_factor, t.recovery]
+    return _texts(float(t.backoff), float(t.min_rate_factor), float(t.recovery))
+
+
+def _texts(*values: Any) -> tuple[str, ...]:
+    return tuple(map(str, values))
 
 
 def _circuit(fields: list[Any]) -> Circuit:
@@ -268,6 +273,7 @@ class RedisStore:
         self._test_clock = clock
         self.clock: Callable[[], float] = clock or time.time
         self._ttls = {"ttl": idle_ttl, "budget_ttl": budget_ttl, "hold_ttl": hold_ttl}
+        self._ttl_args = _texts(idle_ttl, budget_ttl, hold_ttl)
         self._heartbeat = heartbeat
         self._limiter_fallback = limiter_fallback
         self._budget_fallback = budget_fallback
@@ -566,71 +572,88 @@ class RedisStore:
     def _op_id(self) -> str:
         return f"{self._token}:{next(self._ops)}"
 
-    def _args(self, op: dict[str, Any]) -> tuple[str, str]:
-        now = "" if self._test_clock is None else repr(float(self._test_clock()))
-        return now, _JSON.encode(op)
+    def _now(self) -> str:
+        return "" if self._test_clock is None else repr(float(self._test_clock()))
 
     def _budget_keys(self, key: str) -> tuple[str, str]:
         k = self.prefix + key
         return k, k + ":expiry"
 
-    def _before_call(self, op: BeforeAttempt) -> tuple[tuple[str, ...], tuple[str, str]]:
-        keys: list[str] = []
-        body: dict[str, Any] = {"call": self._hold_id(op.call_id), **self._ttls}
-        if op.holds:
-            body["holds"] = [[h.cap, h.amount] for h in op.holds]
-            for h in op.holds:
-                keys.extend(self._budget_keys(h.key))
-        if op.breaker is not None:
-            body["breaker"] = _policy(op.breaker)
-            keys.append(self.prefix + op.breaker_key)
-        if op.buckets:
-            body["buckets"] = [_spec(s) for s in op.buckets]
-            body["tokens"] = float(op.tokens)
-            body["tuning"] = _tuning(op.tuning)
-            if op.max_wait is not None:
-                body["max_wait"] = float(op.max_wait)
-            keys.extend(self.prefix + s.key for s in op.buckets)
-        return tuple(keys), self._args(body)
+    # The scripts' arguments are flat, in the order the scripts read them (a count ahead of
+    # every list): no JSON to write here or to decode in Redis, on every decision.
 
-    def _after_call(self, op: AfterAttempt, op_id: str) -> tuple[tuple[str, ...], tuple[str, str]]:
+    def _before_call(self, op: BeforeAttempt) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        keys: list[str] = []
+        ttl, budget_ttl, hold_ttl = self._ttl_args
+        args: list[Any] = [
+            self._now(),
+            self._hold_id(op.call_id),
+            ttl,
+            budget_ttl,
+            hold_ttl,
+            len(op.holds),
+        ]
+        for h in op.holds:
+            args += (h.cap, h.amount)
+            keys.extend(self._budget_keys(h.key))
+        if op.breaker is not None:
+            args += (1, *_policy(op.breaker))
+            keys.append(self.prefix + op.breaker_key)
+        else:
+            args.append(0)
+        args.append(len(op.buckets))
+        if op.buckets:
+            for spec in op.buckets:
+                args += _spec(spec)
+                keys.append(self.prefix + spec.key)
+            args += (float(op.tokens), *_tuning(op.tuning))
+            args.append("" if op.max_wait is None else float(op.max_wait))
+        return tuple(keys), tuple(args)
+
+    def _after_call(self, op: AfterAttempt, op_id: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         token, seq = op_id.split(":")
         keys = [self.prefix + "done:" + token]
-        body: dict[str, Any] = {
-            "call": self._hold_id(op.call_id),
-            "seq": seq,
-            "done_ttl": _DONE_TTL,
-            **self._ttls,
-        }
+        ttl, budget_ttl, _ = self._ttl_args
+        args: list[Any] = [
+            self._now(),
+            self._hold_id(op.call_id),
+            seq,
+            _DONE_TTL,
+            ttl,
+            budget_ttl,
+        ]
         if op.breaker is not None and op.admission is not None:
-            body["breaker"] = _policy(op.breaker)
-            body["admission"] = [op.admission.epoch, int(op.admission.probe)]
-            body["outcome"] = {"success": 1, "failure": 2}.get(op.outcome.value, 0)
+            outcome = {"success": 1, "failure": 2}.get(op.outcome.value, 0)
+            args += (1, *_policy(op.breaker), op.admission.epoch, int(op.admission.probe), outcome)
             keys.append(self.prefix + op.breaker_key)
-        if op.give_back or op.server_counts or op.backoff:
-            body["tuning"] = _tuning(op.tuning)
-        if op.give_back:
-            body["give_back"] = [[_spec(b.spec), float(b.amount)] for b in op.give_back]
-            keys.extend(self.prefix + b.spec.key for b in op.give_back)
-        if op.server_counts:
-            body["counts"] = [
-                [_spec(c.spec), float(c.remaining), float(c.reset or 0.0)] for c in op.server_counts
-            ]
-            keys.extend(self.prefix + c.spec.key for c in op.server_counts)
-        if op.backoff:
-            body["backoff"] = [_spec(s) for s in op.backoff]
-            body["retry_after"] = float(op.retry_after or 0.0)
-            keys.extend(self.prefix + s.key for s in op.backoff)
-        if op.settles:
-            body["settles"] = [s.spent for s in op.settles]
-            for s in op.settles:
-                keys.extend(self._budget_keys(s.key))
+        else:
+            args.append(0)
+        args += _tuning(op.tuning)
+        args.append(len(op.give_back))
+        for b in op.give_back:
+            args += (*_spec(b.spec), float(b.amount))
+            keys.append(self.prefix + b.spec.key)
+        args.append(len(op.server_counts))
+        for c in op.server_counts:
+            args += (*_spec(c.spec), float(c.remaining), float(c.reset or 0.0))
+            keys.append(self.prefix + c.spec.key)
+        args.append(len(op.backoff))
+        for spec in op.backoff:
+            args += _spec(spec)
+            keys.append(self.prefix + spec.key)
+        args.append(float(op.retry_after or 0.0))
+        args.append(len(op.settles))
+        for settle in op.settles:
+            args.append(settle.spent)
+            keys.extend(self._budget_keys(settle.key))
         ledger = op.ledger
         if ledger is not None:
-            body["ledger"] = [ledger.model, *(getattr(ledger, f) for f in _LEDGER_FIELDS)]
+            args += (1, ledger.model, *(getattr(ledger, f) for f in _LEDGER_FIELDS))
             keys.append(self.prefix + "ledger:model:" + ledger.model)
             keys.append(self.prefix + "ledger:models")
-        return tuple(keys), self._args(body)
+        else:
+            args.append(0)
+        return tuple(keys), tuple(args)
 
     def _entered(self, op: BeforeAttempt, reply: list[Any]) -> Entered:
         kind = reply[0]

@@ -96,10 +96,14 @@ def _tls(query: dict[str, str]) -> ssl.SSLContext:
 
 
 def _pack(command: tuple[Any, ...]) -> bytes:
-    """One command in RESP (arguments are text or integers)."""
-    out = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        data = str(arg).encode()
+    """One command in RESP (arguments are text or numbers)."""
+    parts = [arg if type(arg) is str else str(arg) for arg in command]
+    text = "".join([f"${len(part)}\r\n{part}\r\n" for part in parts])
+    if text.isascii():  # a length in characters is one in bytes
+        return f"*{len(parts)}\r\n{text}".encode()
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 

@@ -4,12 +4,43 @@
 -- KEYS: the sending process's done-set; the circuit (with a verdict); one per give-back,
 -- server count and back-off; per settlement its budget and expiries keys; the
 -- ledger's model hash and model set (with ledger counts).
--- ARGV[2]: {call, seq, breaker, admission = {epoch, probe}, outcome, give_back = {{spec, amount}},
--- counts = {{spec, remaining, reset}}, backoff = {spec}, retry_after, tuning,
--- settles = {spent}, ledger = {model, counts...}, ttl, budget_ttl, done_ttl}
+-- ARGV[2] on: call, seq, done_ttl, ttl, budget_ttl, breaker (1 and its policy, the
+-- admission {epoch, probe} and the outcome, or 0), tuning, give_back {spec, amount},
+-- counts {spec, remaining, reset}, backoff {spec}, retry_after, settles {spent}, ledger
+-- (1, the model and its counts, or 0).
 
 local now = clock()
-local op = cjson.decode(ARGV[2])
+local op = {}
+op.call = arg()
+op.seq = arg()
+op.done_ttl = n()
+op.ttl = n()
+op.budget_ttl = n()
+if n() == 1 then
+  op.breaker = numbers(5)
+  op.admission = numbers(2)
+  op.outcome = n()
+end
+op.tuning = numbers(3)
+op.give_back = {}
+for i = 1, n() do
+  local spec = numbers(3)
+  op.give_back[i] = {spec, n()}
+end
+op.counts = {}
+for i = 1, n() do
+  local spec = numbers(3)
+  local remaining = n()
+  op.counts[i] = {spec, remaining, n()}
+end
+op.backoff = {}
+for i = 1, n() do op.backoff[i] = numbers(3) end
+op.retry_after = n()
+op.settles = numbers(n())
+if n() == 1 then
+  op.ledger = {arg()}
+  for i = 1, 7 do op.ledger[i + 1] = n() end
+end
 -- KEYS[1]: the sending process's applied operations by sequence number, scored by time.
 if redis.call('ZADD', KEYS[1], 'NX', F(now), op.seq) == 0 then return {'done'} end
 -- Forgetting the old ones can wait: a few dozen stay a little longer, never fewer.

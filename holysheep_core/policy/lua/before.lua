@@ -1,12 +1,27 @@
 -- BeforeAttempt (operations.py: before_attempt): budget holds, the breaker's pass and the
 -- limiter's turn, all or nothing, in one round trip.
 -- KEYS: per hold its budget and expiries keys; the circuit (with a breaker); one
--- per bucket. ARGV[2]: {call, holds = {{cap, amount}}, breaker = {failure_threshold,
--- cool_down, half_open_probes, success_threshold, probe_timeout}, buckets = {spec},
--- tokens, tuning, max_wait (absent: none), hold_ttl, ttl, budget_ttl}.
+-- per bucket. ARGV[2] on: call, ttl, budget_ttl, hold_ttl, holds {cap, amount}, breaker
+-- (1 and {failure_threshold, cool_down, half_open_probes, success_threshold,
+-- probe_timeout}, or 0), buckets {spec}, and with buckets: tokens, tuning, max_wait ('':
+-- none).
 
 local now = clock()
-local op = cjson.decode(ARGV[2])
+local op = {}
+op.call = arg()
+op.ttl = n()
+op.budget_ttl = n()
+op.hold_ttl = n()
+op.holds = {}
+for i = 1, n() do op.holds[i] = numbers(2) end
+if n() == 1 then op.breaker = numbers(5) end
+op.buckets = {}
+for i = 1, n() do op.buckets[i] = numbers(3) end
+if #op.buckets > 0 then
+  op.tokens = n()
+  op.tuning = numbers(3)
+  op.max_wait = n() -- nil: no deadline ('')
+end
 local k = 1
 
 -- Budgets first: a refusal changes nothing.

@@ -3,12 +3,22 @@
 -- operation for operation (same order of float operations, so the results are identical).
 --
 -- ARGV[1] is the time in seconds, or '' to read Redis TIME (production: one clock for all
--- processes); ARGV[2] is a JSON list of steps, each naming its keys by index into KEYS.
+-- processes); the operation follows, its keys in KEYS in the order it names them.
 
 local function clock()
   if ARGV[1] ~= '' then return tonumber(ARGV[1]) end
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- ARGV[2] on: the operation, flat, read in order (a count ahead of every list).
+local at = 1
+local function arg() at = at + 1 return ARGV[at] end
+local function n() return tonumber(arg()) end
+local function numbers(count)
+  local out = {}
+  for i = 1, count do out[i] = n() end
+  return out
 end
 
 -- '%.17g' round-trips a double exactly (Lua's tostring keeps 14 digits only).
