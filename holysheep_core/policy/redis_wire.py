@@ -180,12 +180,14 @@ class _Call:
     future: asyncio.Future[Any]
     deadline: float = 0.0
     build: Callable[[], _Args] | None = None  # the command's keys and args, made late
+    awaited: bool = False  # a caller waits on its reply (a decision)
 
     def with_source(self) -> _Call:
         """The same call by ``EVAL`` (Redis forgot the script)."""
         assert self.script is not None
         _, _, *rest = self.command
-        return _Call(self.script, ("EVAL", self.script.source, *rest), self.future)
+        command = ("EVAL", self.script.source, *rest)
+        return _Call(self.script, command, self.future, awaited=self.awaited)
 
 
 def _unheeded() -> asyncio.Future[Any]:
@@ -205,6 +207,7 @@ class _Connection(asyncio.Protocol):
         self.reader, self.error_type = _reader()
         self.lost = False
         self.loaded: set[str] = set()  # the scripts this connection has loaded
+        self.awaited = 0  # calls sent whose callers wait on their replies
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -222,6 +225,7 @@ class _Connection(asyncio.Protocol):
         for call in out:
             call.deadline = deadline
         self.sent.extend(out)
+        self.awaited += sum(call.awaited for call in calls)
         assert self.transport is not None
         self.transport.write(b"".join(_pack(call.command) for call in out))
 
@@ -231,6 +235,7 @@ class _Connection(asyncio.Protocol):
         wire = self.wire
         while self.sent and (reply := reader.gets()) is not False:
             call = self.sent.popleft()
+            self.awaited -= call.awaited
             wire.health.answered()
             self._resolve(call, reply)
             if call is wire._later_behind:
@@ -260,6 +265,7 @@ class _Connection(asyncio.Protocol):
 
         waiting = False
         calls, self.sent = self.sent, collections.deque()
+        self.awaited = 0
         for call in calls:
             if not call.future.done():
                 waiting = True
@@ -307,8 +313,8 @@ class Wire:
         :class:`StoreUnavailable`. ``at_once=False`` never writes here but at the end of
         the tick (this may run in a finaliser, inside another write)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        call = _Call(script, ("EVALSHA", script.sha, len(keys), *keys, *args), future)
-        self.send([call], at_once=at_once)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        self.send([_Call(script, command, future, awaited=at_once)], at_once=at_once)
         return future
 
     def submit_later(self, script: Script, build: Callable[[], _Args]) -> asyncio.Future[Any]:
@@ -343,8 +349,11 @@ class Wire:
 
     def send(self, calls: list[_Call], *, at_once: bool = True) -> None:
         conn = self._conn
-        if at_once and conn is not None and not conn.sent and not self._queued:
-            self._write(conn, calls)  # nothing to wait for: at once
+        if at_once and conn is not None and not conn.awaited and not self._queued:
+            # No decision awaited: at once. Otherwise at the end of the tick, in one write
+            # with the decisions made in the same tick (settlements in flight do not count:
+            # nobody waits on them).
+            self._write(conn, calls)
             return
         self._queued.extend(calls)
         loop = asyncio.get_running_loop()
