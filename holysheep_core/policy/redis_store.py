@@ -403,10 +403,11 @@ class RedisStore:
 
     def defer(self, op: Operation) -> None:
         """Queue ``op`` (an :class:`AfterAttempt` whose result nobody waits for, perhaps
-        from a finaliser, where no I/O may happen): in an event loop it is written at the
-        end of the tick, ahead of the decisions made after it; elsewhere a thread of this
-        process sends it (and retries while Redis is away); :meth:`flush` sends what is
-        queued at once."""
+        from a finaliser, where no I/O may happen). In an event loop: when it can make
+        the next decision stricter it is written at the end of the tick, ahead of the
+        decisions made after it; when it only gives back it waits for the decision in
+        flight (see :meth:`Wire.submit_later`). Elsewhere a thread of this process sends
+        it (and retries while Redis is away); :meth:`flush` sends what is queued at once."""
         self._here()
         if not isinstance(op, AfterAttempt):
             raise TypeError("only an AfterAttempt can be deferred")
