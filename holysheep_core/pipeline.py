@@ -50,6 +50,11 @@ __all__ = ["CallFlow", "Consult", "Effect", "Flow", "Pipeline", "Plan", "Served"
 M = TypeVar("M", bound=BaseModel)
 
 
+# Times a call that woke past its turn takes a new one before it goes anyway (a process
+# starved that long sends late whatever it does).
+_LATE_TRIES = 3
+
+
 @dataclass(frozen=True, slots=True)
 class Wait:
     seconds: float
@@ -220,7 +225,7 @@ class Pipeline:
                         if wait > 0:
                             if watch is not None:
                                 watch.event(RateLimitWait(model, wait))
-                            yield from self._wait_turn(guard, wait)
+                            yield from self._wait_turn(guard, wait, policy.deadline, start)
                 except HolySheepError as shed:
                     shed.attempts = attempt - 1  # this attempt never went out
                     if previous is not None:
@@ -294,11 +299,24 @@ class Pipeline:
             previous = error
             yield Wait(decision.delay)
 
-    def _wait_turn(self, guard: CallGuard, wait: float) -> Generator[Effect, Any, None]:
-        """Wait this attempt's turn in the rate limiter, then take the breaker's pass."""
+    def _wait_turn(
+        self, guard: CallGuard, wait: float, deadline: float | None, start: float
+    ) -> Generator[Effect, Any, None]:
+        """Wait this attempt's turn in the rate limiter (a new one when it woke too late
+        for it), then take the breaker's pass."""
         policies = self.policies
         try:
             yield Wait(wait)
+            for _ in range(_LATE_TRIES):
+                left = None if deadline is None else deadline - (self.clock() - start)
+                op = policies.late(guard, left)
+                if op is None:
+                    break
+                store = policies.store
+                result = store.apply(op) if store.inline else (yield Consult(store, op))
+                wait = policies.relimited(guard, result)
+                if wait > 0:
+                    yield Wait(wait)
             op = policies.admit(guard)
             if op is not None:
                 store = policies.store

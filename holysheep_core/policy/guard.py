@@ -95,6 +95,8 @@ class CallGuard:
     """Holds taken, with the store each lives in."""
     reserved: bool = False
     """The attempt about to be sent holds its turn in the limiter, until it is sent."""
+    turn_at: float = 0.0
+    """When that turn is, on the store's clock (as the call read the decision)."""
     admission: Admission | None = None
     """The breaker's pass of the attempt in flight."""
     succeeded: Admission | None = None
@@ -113,6 +115,12 @@ class CallGuard:
     def key(self) -> str:
         """The breaker's key: model and base URL."""
         return self.gate.key
+
+
+# A call that wakes this long past its turn takes a new one: the server sees each call
+# at most this long after the turn it was given, so a starved process cannot send a
+# second's worth of late calls at once.
+LATE_TURN = 0.05
 
 
 class Guard:
@@ -327,6 +335,40 @@ class Guard:
         # A turn to wait for is held until the attempt goes (:meth:`admit`); one that is
         # now is spent at once.
         call.reserved = result.wait > 0
+        call.turn_at = self.clock() + result.wait
+        return result.wait
+
+    def late(self, call: CallGuard, max_wait: float | None) -> BeforeAttempt | None:
+        """After waiting its turn: when the call wakes more than ``LATE_TURN`` seconds
+        past it (its process starved for CPU, its event loop blocked), the operation for
+        a new turn; None when in time. The late turn is not given back: the calls that
+        woke late with it would otherwise go out together, more in a second than the
+        limit allows; its time has passed, spent."""
+        if not (call.reserved and call.gate.specs):
+            return None
+        if self.clock() - call.turn_at <= LATE_TURN:
+            return None
+        call.reserved = False
+        cap = self._max_wait
+        if cap is not None:
+            max_wait = cap if max_wait is None else min(max_wait, cap)
+        specs = call.gate.specs
+        return BeforeAttempt(
+            call.call_id, (), "", None, specs, float(call.tokens), self._tuning, max_wait
+        )
+
+    def relimited(self, call: CallGuard, result: Entered) -> float:
+        """Read :meth:`late`'s result: the seconds to wait for the new turn, or
+        ``APITimeoutError`` when it would come only as the deadline ends."""
+        if not result.granted:
+            raise APITimeoutError(
+                f"the client-side rate limit would hold this {call.model} call for "
+                f"{result.wait:.2f}s more (it woke past its turn), to or past its deadline "
+                "or max_wait; nothing was sent",
+                retry_after=result.wait,
+            )
+        call.reserved = result.wait > 0
+        call.turn_at = self.clock() + result.wait
         return result.wait
 
     def admit(self, call: CallGuard) -> BeforeAttempt | None:

@@ -536,3 +536,30 @@ def test_a_turn_that_would_come_as_the_deadline_ends_is_refused_at_once(
     assert fake.sleeps == []  # not after waiting the whole deadline in vain
     assert refused.value.retry_after == pytest.approx(1.0)
     assert len(emulator.requests) == 1
+
+
+async def test_calls_that_wake_past_their_turns_take_new_ones_not_go_together(
+    api_key: str,
+) -> None:
+    # Callers asleep until their turns while the event loop is blocked (a process starved
+    # for CPU): woken together when it frees, they would go out together, every turn that
+    # passed meanwhile in one instant. Each takes a new turn instead.
+    from billing_server import BillingServer
+
+    rps, burst = 10, 1
+    limits = RateLimits(requests_per_second=rps, request_burst=burst, max_wait=30.0)
+    with BillingServer(cap_set=10, unset=10) as server:
+        async with AsyncHolySheepClient(
+            api_key=api_key, base_url=server.url, rate_limits=limits, max_retries=0
+        ) as client:
+            calls = [
+                asyncio.create_task(client.chat_completion(model=MODEL, messages=HI))
+                for _ in range(20)
+            ]
+            await asyncio.sleep(0.35)  # a few have gone; the others wait their turns
+            time.sleep(0.8)  # the loop blocked: eight turns pass
+            await asyncio.gather(*calls)
+        billed = server.ledger()
+    assert len(billed) == 20
+    # The turns' bound, and one more for a call the busy test machine sends a little late.
+    assert _max_in_window([b["t"] for b in billed], 1.0) <= rps + burst + 1
