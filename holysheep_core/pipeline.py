@@ -219,8 +219,7 @@ class Pipeline:
                     left = None if policy.deadline is None else policy.deadline - (clock() - start)
                     op = policies.before(guard, left)
                     if op is not None:
-                        store = policies.store
-                        result = store.apply(op) if store.inline else (yield Consult(store, op))
+                        result = yield from self._consult(op)
                         wait = policies.entered(guard, op, result)
                         if wait > 0:
                             if watch is not None:
@@ -260,8 +259,7 @@ class Pipeline:
             if guard is not None:
                 after = policies.after(guard, outcome)
                 if after is not None:
-                    store = policies.store
-                    done = store.apply(after) if store.inline else (yield Consult(store, after))
+                    done = yield from self._consult(after)
                     policies.left(guard, done)
             if isinstance(outcome, Reply):
                 if outcome.ok:
@@ -299,6 +297,12 @@ class Pipeline:
             previous = error
             yield Wait(decision.delay)
 
+    def _consult(self, op: Operation) -> Generator[Effect, Any, Any]:
+        """Apply ``op`` in the policies' store: here when it answers in memory, else through
+        the flow's driver (:class:`Consult`)."""
+        store = self.policies.store
+        return store.apply(op) if store.inline else (yield Consult(store, op))
+
     def _wait_turn(
         self, guard: CallGuard, wait: float, deadline: float | None, start: float
     ) -> Generator[Effect, Any, None]:
@@ -312,16 +316,12 @@ class Pipeline:
                 op = policies.late(guard, left)
                 if op is None:
                     break
-                store = policies.store
-                result = store.apply(op) if store.inline else (yield Consult(store, op))
-                wait = policies.relimited(guard, result)
+                wait = policies.relimited(guard, (yield from self._consult(op)))
                 if wait > 0:
                     yield Wait(wait)
             op = policies.admit(guard)
             if op is not None:
-                store = policies.store
-                result = store.apply(op) if store.inline else (yield Consult(store, op))
-                policies.admitted(guard, result)
+                policies.admitted(guard, (yield from self._consult(op)))
         except BaseException:
             policies.abort(guard)
             raise

@@ -295,9 +295,7 @@ class Guard:
         gate = call.gate
         if not (gate.specs or gate.circuit_key or call.pending):
             return None
-        cap = self._max_wait
-        if cap is not None:
-            max_wait = cap if max_wait is None else min(max_wait, cap)
+        max_wait = self._capped(max_wait)
         return BeforeAttempt(
             call.call_id,
             call.pending,
@@ -323,20 +321,33 @@ class Guard:
         if result.refusal is not None:
             raise self._open_error(call, result.refusal)
         if not result.granted:
-            raise APITimeoutError(
-                f"the client-side rate limit would hold this {call.model} call for "
-                f"{result.wait:.2f}s, to or past its deadline or max_wait; nothing was sent",
-                retry_after=result.wait,
-            )
+            raise self._too_late(call, result.wait)
         if op.holds:
             call.holds += tuple((self.store, h) for h in op.holds)
             call.pending = ()
         call.admission = result.admission
+        return self._hold_turn(call, result.wait)
+
+    def _hold_turn(self, call: CallGuard, wait: float) -> float:
         # A turn to wait for is held until the attempt goes (:meth:`admit`); one that is
         # now is spent at once.
-        call.reserved = result.wait > 0
-        call.turn_at = self.clock() + result.wait
-        return result.wait
+        call.reserved = wait > 0
+        call.turn_at = self.clock() + wait
+        return wait
+
+    def _too_late(self, call: CallGuard, wait: float) -> APITimeoutError:
+        return APITimeoutError(
+            f"the client-side rate limit would hold this {call.model} call for "
+            f"{wait:.2f}s, to or past its deadline or max_wait; nothing was sent",
+            retry_after=wait,
+        )
+
+    def _capped(self, max_wait: float | None) -> float | None:
+        """The call's remaining deadline, capped by the policy's ``max_wait``."""
+        cap = self._max_wait
+        if cap is None:
+            return max_wait
+        return cap if max_wait is None else min(max_wait, cap)
 
     def late(self, call: CallGuard, max_wait: float | None) -> BeforeAttempt | None:
         """After waiting its turn: when the call wakes more than ``LATE_TURN`` seconds
@@ -349,9 +360,7 @@ class Guard:
         if self.clock() - call.turn_at <= LATE_TURN:
             return None
         call.reserved = False
-        cap = self._max_wait
-        if cap is not None:
-            max_wait = cap if max_wait is None else min(max_wait, cap)
+        max_wait = self._capped(max_wait)
         specs = call.gate.specs
         return BeforeAttempt(
             call.call_id, (), "", None, specs, float(call.tokens), self._tuning, max_wait
@@ -361,15 +370,8 @@ class Guard:
         """Read :meth:`late`'s result: the seconds to wait for the new turn, or
         ``APITimeoutError`` when it would come only as the deadline ends."""
         if not result.granted:
-            raise APITimeoutError(
-                f"the client-side rate limit would hold this {call.model} call for "
-                f"{result.wait:.2f}s more (it woke past its turn), to or past its deadline "
-                "or max_wait; nothing was sent",
-                retry_after=result.wait,
-            )
-        call.reserved = result.wait > 0
-        call.turn_at = self.clock() + result.wait
-        return result.wait
+            raise self._too_late(call, result.wait)
+        return self._hold_turn(call, result.wait)
 
     def admit(self, call: CallGuard) -> BeforeAttempt | None:
         """After waiting its turn: the operation that takes the breaker's pass, if any."""
