@@ -110,10 +110,7 @@ for _, spent in ipairs(op.settles or {}) do
     redis.call('ZREM', zkey, op.call)
     local fields = {'held', I(math.max(num(v[2], 0) - amount, 0))}
     if spent ~= 0 then fields[3], fields[4] = 'spent', I(num(v[1], 0) + spent) end
-    local x = due(num(v[3], nil), now + op.budget_ttl, op.budget_ttl)
-    if x then fields[#fields + 1], fields[#fields + 2] = 'x', I(x) end
-    redis.call('HSET', bkey, unpack(fields))
-    if x then budget_expire_at(bkey, zkey, x, now) end
+    budget_write(bkey, zkey, fields, num(v[3], nil), op.budget_ttl, now)
   end
 end
 

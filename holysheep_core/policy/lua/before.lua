@@ -71,13 +71,7 @@ end
 -- Granted: write it all.
 for _, t in ipairs(taking) do
   redis.call('HINCRBY', t[1], 'held', I(t[3])) -- two holds may share a budget
-  local x = due(t[4], now + op.budget_ttl, op.budget_ttl)
-  if x then
-    redis.call('HSET', t[1], HOLD .. op.call, I(t[3]), 'x', I(x))
-    budget_expire_at(t[1], t[2], x, now)
-  else
-    redis.call('HSET', t[1], HOLD .. op.call, I(t[3]))
-  end
+  budget_write(t[1], t[2], {HOLD .. op.call, I(t[3])}, t[4], op.budget_ttl, now)
   redis.call('ZADD', t[2], F(now + op.hold_ttl), op.call)
 end
 for i, spec in ipairs(specs) do

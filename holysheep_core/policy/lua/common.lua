@@ -145,6 +145,19 @@ local function expire_at(key, x, now)
   redis.call('PEXPIRE', key, I(x - math.floor(now * 1000)))
 end
 
+-- HSET fields (a flat list) on the hash key, whose TTL runs to x, so that it lives until
+-- need at least: with 'x' and a new TTL when that is further. Returns the new x, or nil.
+local function hset_kept(key, fields, x, need, ttl, now)
+  x = due(x, need, ttl)
+  if x then
+    fields[#fields + 1] = 'x'
+    fields[#fields + 1] = I(x)
+  end
+  redis.call('HSET', key, unpack(fields))
+  if x then expire_at(key, x, now) end
+  return x
+end
+
 -- Budgets -----------------------------------------------------------------------------
 -- A budget is a hash {spent, held, x, h:<call>: its hold} of integer nano-USD, and a sorted
 -- set of the holds' expiry times with a member '~' at +inf that keeps it from emptying (an
@@ -171,11 +184,14 @@ local function budget_expire_holds(bkey, zkey, now)
   redis.call('HINCRBY', bkey, 'held', I(-total))
 end
 
--- Once the budget's hash is written with 'x' = x: it and its holds' set live until x.
-local function budget_expire_at(bkey, zkey, x, now)
-  expire_at(bkey, x, now)
-  redis.call('ZADD', zkey, '+inf', '~')
-  expire_at(zkey, x, now)
+-- HSET fields on the budget's hash, which then lives budget_ttl at least, and its holds'
+-- set as long.
+local function budget_write(bkey, zkey, fields, x, ttl, now)
+  x = hset_kept(bkey, fields, x, now + ttl, ttl, now)
+  if x then
+    redis.call('ZADD', zkey, '+inf', '~')
+    expire_at(zkey, x, now)
+  end
 end
 
 -- Ledger -------------------------------------------------------------------------------
@@ -284,11 +300,5 @@ local function bucket_write(key, b, old, spec, tun, ttl, now)
   -- recovered) it is the same as absent, which starts full.
   local slowest = spec[2] * math.max(tun[2], math.min(b.f, 1.0))
   local idle = math.max(b.t - now, 0) + (spec[3] - b.l) / slowest + tun[3]
-  local x = due(old and old.x, now + math.max(ttl, idle + 1), ttl)
-  if x then
-    fields[#fields + 1] = 'x'
-    fields[#fields + 1] = I(x)
-  end
-  redis.call('HSET', key, unpack(fields))
-  if x then expire_at(key, x, now) end
+  hset_kept(key, fields, old and old.x, now + math.max(ttl, idle + 1), ttl, now)
 end
