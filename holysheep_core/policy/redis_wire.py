@@ -426,6 +426,8 @@ class Wire:
         if self._conn is conn:
             self._conn = None
             self._later_behind = None
+            if self._later:  # they waited for a reply that will not come: the next connection
+                self._flush_soon()
         if conn.fail(error):
             self.health.failed()
         if conn.transport is not None:

@@ -220,6 +220,34 @@ async def test_a_build_that_fails_fails_its_own_call_only(redis_url) -> None:
     await wire.aclose()
 
 
+async def test_a_call_that_can_wait_behind_a_lost_reply_is_still_answered(
+    redis_url, redis_server
+) -> None:
+    # The call that can wait goes behind the decision awaited when it was made. Redis
+    # stops answering: the decision fails with the connection, and the call behind it
+    # must be written or failed too, though no other call comes to carry it.
+    from holysheep_core.policy.redis_link import StoreUnavailable
+
+    wire = Wire(
+        Endpoint.from_url(redis_url), _Health(3, 0.25), connect_timeout=5.0, policy_timeout=0.3
+    )
+    await wire.submit(ECHO, (), ("connect",))
+    redis_server.slow(1.0)
+    while redis_server.ping():  # answered: the sleep has not begun yet
+        await asyncio.sleep(0.01)
+    decision = wire.submit(ECHO, (), ("decision",))
+    settlement = wire.submit_later(ECHO, lambda: ((), ("settlement",)))
+    with pytest.raises(StoreUnavailable):
+        await decision
+    # Sent again on a new connection: answered once Redis wakes, or failed in its turn.
+    done, _ = await asyncio.wait([settlement], timeout=5.0)
+    assert done, "the call that could wait was left behind"
+    assert isinstance(settlement.exception(), StoreUnavailable) or settlement.result() == (
+        b"settlement"
+    )
+    await wire.aclose()
+
+
 def test_commands_are_written_with_their_lengths_in_bytes() -> None:
     command = ("EVALSHA", "f" * 40, 1, "{hs:n}:ledger:model:模型-é", "", 0.1, 10**18)
     parser = _Parser()  # RESP requests read as replies: an array of bulk strings
