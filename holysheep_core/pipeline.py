@@ -224,7 +224,7 @@ class Pipeline:
                         if wait > 0:
                             if watch is not None:
                                 watch.event(RateLimitWait(model, wait))
-                            yield from self._wait_turn(guard, wait, policy.deadline, start)
+                            yield from self._wait_turn(guard, wait, policy.deadline, start, watch)
                 except HolySheepError as shed:
                     shed.attempts = attempt - 1  # this attempt never went out
                     if previous is not None:
@@ -304,24 +304,34 @@ class Pipeline:
         return store.apply(op) if store.inline else (yield Consult(store, op))
 
     def _wait_turn(
-        self, guard: CallGuard, wait: float, deadline: float | None, start: float
+        self,
+        guard: CallGuard,
+        wait: float,
+        deadline: float | None,
+        start: float,
+        watch: CallWatch | None,
     ) -> Generator[Effect, Any, None]:
-        """Wait this attempt's turn in the rate limiter (a new one when it woke too late
-        for it), then take the breaker's pass."""
+        """Wait this attempt's turn in the rate limiter, then take the breaker's pass. A
+        call that woke too late for its turn, or got the pass too late, takes a new one."""
         policies = self.policies
         try:
             yield Wait(wait)
-            for _ in range(_LATE_TRIES):
+            for tries_left in range(_LATE_TRIES, -1, -1):
                 left = None if deadline is None else deadline - (self.clock() - start)
-                op = policies.late(guard, left)
+                op = policies.late(guard, left) if tries_left else None
                 if op is None:
-                    break
+                    op = policies.admit(guard)
+                    if op is None:
+                        return
+                    policies.admitted(guard, (yield from self._consult(op)))
+                    op = policies.late_pass(guard, left) if tries_left else None
+                    if op is None:
+                        return
                 wait = policies.relimited(guard, (yield from self._consult(op)))
                 if wait > 0:
+                    if watch is not None:
+                        watch.event(RateLimitWait(guard.model, wait))
                     yield Wait(wait)
-            op = policies.admit(guard)
-            if op is not None:
-                policies.admitted(guard, (yield from self._consult(op)))
         except BaseException:
             policies.abort(guard)
             raise

@@ -366,6 +366,29 @@ class Guard:
             call.call_id, (), "", None, specs, float(call.tokens), self._tuning, max_wait
         )
 
+    def late_pass(self, call: CallGuard, max_wait: float | None) -> BeforeAttempt | None:
+        """After taking the breaker's pass: when that took the call more than
+        ``LATE_TURN`` seconds past its turn (the store was slow to answer, as when Redis
+        stops), give the pass back and return the operation for a new turn, as
+        :meth:`late` does; None when the call may go. Calls held up together by a slow
+        store would otherwise go out together when it answers."""
+        if call.admission is None or not call.gate.specs:
+            return None
+        if self.clock() - call.turn_at <= LATE_TURN:
+            return None
+        admission, call.admission = call.admission, None
+        op = AfterAttempt(
+            call.call_id,
+            call.gate.circuit_key,
+            self._breaker_policy,
+            admission,
+            Outcome.NEUTRAL,
+            tuning=self._tuning,
+        )
+        self._announce(call, self.finish(op))
+        call.reserved = True  # the missed turn, spent as in :meth:`late`
+        return self.late(call, max_wait)
+
     def relimited(self, call: CallGuard, result: Entered) -> float:
         """Read :meth:`late`'s result: the seconds to wait for the new turn, or
         ``APITimeoutError`` when it would come only as the deadline ends."""

@@ -492,12 +492,18 @@ class InMemoryStore:
 
     inline = True
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        values: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``values``: the stored values to start from (by key, as :meth:`items` gives them)."""
         self.clock = clock
         # Re-entrant: a stream's finaliser may settle its call while this thread is inside
         # an operation (the garbage collector runs at any allocation).
         self._lock = threading.RLock()
-        self._values: dict[str, Any] = {}
+        self._values: dict[str, Any] = dict(values or {})
 
     def apply(self, op: Operation) -> Any:
         with self._lock:

@@ -297,6 +297,10 @@ class RedisStore:
         self._processes = 1
         self._local = InMemoryStore(clock=time.monotonic)
         self._degraded = False
+        # The latest turn Redis gave this process in each bucket (monotonic seconds, by
+        # key): the shared bucket is booked until then, by calls that keep their turns if
+        # Redis stops answering; this process's share of the limit starts after it.
+        self._booked: dict[str, float] = {}
         # Bucket units let through while Redis was away, by spec: charged to the shared
         # buckets when it is back.
         self._charged: dict[BucketSpec, float] = {}
@@ -378,6 +382,8 @@ class RedisStore:
                     self._queue_charges()
                     self._send_soon()
                 result: Any = self._entered(op, (yield (_scripts().before, *self._before_call(op))))
+                if result.wait > 0 and result.granted:
+                    self._book(op.buckets, result.wait)
             else:
                 op = self._settle_leased(op)
                 op_id = self._op_id()
@@ -707,8 +713,11 @@ class RedisStore:
     def _degrade(self, op: Operation, *, sent: bool = True) -> Any:
         """Apply ``op`` in this process while Redis does not answer."""
         if not self._degraded:
-            self._degraded = True
-            log.warning("Redis does not answer: policies run on this process's own state")
+            with self._lock:
+                if not self._degraded:
+                    self._local = InMemoryStore(clock=time.monotonic, values=self._booked_buckets())
+                    self._degraded = True
+                    log.warning("Redis does not answer: policies run on this process's own state")
         if isinstance(op, BeforeAttempt):
             if op.holds:
                 if sent:
@@ -826,6 +835,21 @@ class RedisStore:
                 lease.spent += s.spent
                 lease.left += amount - s.spent
         return op if len(rest) == len(op.settles) else replace(op, settles=tuple(rest))
+
+    def _book(self, specs: tuple[BucketSpec, ...], wait: float) -> None:
+        """Note a turn Redis gave ``wait`` seconds from now in ``specs``' buckets."""
+        turn = time.monotonic() + wait
+        booked = self._booked
+        for spec in specs:
+            if booked.get(spec.key, 0.0) < turn:
+                booked[spec.key] = turn
+
+    def _booked_buckets(self) -> dict[str, Bucket]:
+        """This process's buckets as Redis stops answering: empty until the last turn it
+        knows of in the shared bucket. The calls holding Redis turns keep them, and they
+        spend the shared rate until then; the shares of the processes spend it after."""
+        now = time.monotonic()
+        return {key: Bucket(0.0, turn) for key, turn in self._booked.items() if turn > now}
 
     def _share(self, spec: BucketSpec) -> BucketSpec:
         n = max(self._processes, 1)

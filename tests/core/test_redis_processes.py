@@ -14,6 +14,7 @@ from billing_server import BillingServer
 from holysheep_core import (
     APITimeoutError,
     AsyncHolySheepClient,
+    BreakerPolicy,
     Budget,
     BudgetExceededError,
     HolySheepClient,
@@ -183,3 +184,60 @@ def test_the_adapters_take_the_store_through_client_settings(redis_url: str) -> 
     usage = store.shared_usage()
     assert usage.requests == 2
     assert budget.spent_usd == usage.cost_usd == billed
+
+
+async def _paced_calls(url: str, store: RedisStore, stall: Any, *, more: int = 0) -> None:
+    """20 calls at 10/s (burst 1), all given their turns at once; ``stall()`` runs once a
+    few have gone, and ``more`` calls come half a second after it."""
+    limits = RateLimits(requests_per_second=10, request_burst=1, max_wait=30.0)
+    async with AsyncHolySheepClient(
+        api_key=KEY,
+        base_url=url,
+        policy_store=store,
+        rate_limits=limits,
+        breaker=BreakerPolicy(),
+        retry=RetryPolicy(max_retries=0),
+    ) as client:
+
+        def calls(n: int) -> list[asyncio.Task[Any]]:
+            return [
+                asyncio.create_task(client.chat_completion(model=MODEL, messages=HI))
+                for _ in range(n)
+            ]
+
+        first = calls(20)
+        await asyncio.sleep(0.35)  # a few have gone; the others wait their turns
+        stall()
+        await asyncio.sleep(0.5)
+        await asyncio.gather(*first, *calls(more))
+    await store.aclose()
+
+
+async def test_calls_held_up_by_a_slow_redis_take_new_turns_not_go_together(
+    redis_url: str, redis_server: Any
+) -> None:
+    # A call that waited its turn asks Redis for the breaker's pass. Redis stalls for
+    # eight turns (within the policy timeout: nothing degrades); the calls whose turns
+    # came meanwhile get their passes together when it answers, and would go together.
+    store = RedisStore(redis_url, namespace="stall", policy_timeout=10.0)
+    with BillingServer() as server:
+        await _paced_calls(server.url, store, lambda: redis_server.slow(0.8))
+        starts = [n["t"] for n in server.ledger()]
+    assert len(starts) == 20
+    # The turns' bound, and one more for a call the busy test machine sends a little late.
+    assert _max_in_window(starts, 1.0) <= 10 + 1 + 1
+
+
+async def test_calls_holding_redis_turns_as_it_stops_are_not_joined_by_the_local_share(
+    redis_url: str, redis_server: Any
+) -> None:
+    # Redis stops answering while 20 calls hold turns up to 2 s ahead: they keep them.
+    # This process's own share of the limit (all of it: it is alone) serves the calls
+    # that come meanwhile, and the calls whose passes Redis never answered, after the
+    # last of those turns, not alongside them.
+    store = RedisStore(redis_url, namespace="gone", policy_timeout=0.2, retry_interval=0.25)
+    with BillingServer() as server:
+        await _paced_calls(server.url, store, lambda: redis_server.slow(2.5), more=10)
+        starts = [n["t"] for n in server.ledger()]
+    assert len(starts) == 30
+    assert _max_in_window(starts, 1.0) <= 10 + 1 + 1
