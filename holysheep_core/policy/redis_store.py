@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import contextlib
 import functools
 import itertools
@@ -295,6 +296,9 @@ class RedisStore:
         self._next_beat = 0.0
         self._beats: set[asyncio.Task[None]] = set()
         self._processes = 1
+        # Redis's clock less this process's monotonic one, as the last heartbeats read it
+        # (each reads it late by its reply's trip: the largest is the closest).
+        self._offsets: collections.deque[float] = collections.deque(maxlen=5)
         self._local = InMemoryStore(clock=time.monotonic)
         self._degraded = False
         # The latest turn Redis gave this process in each bucket (monotonic seconds, by
@@ -582,6 +586,16 @@ class RedisStore:
     def _now(self) -> str:
         return "" if self._test_clock is None else repr(float(self._test_clock()))
 
+    def _stale_after(self) -> str:
+        """When Redis should no longer apply a decision made now, on Redis's clock: its
+        caller stops waiting a policy timeout after sending it; one more allows for the
+        clocks' offset read late. Decisions that sat in a socket while Redis stalled would
+        otherwise book turns for calls gone on without Redis, and every process would wait
+        behind them for up to ``max_wait`` once it answers."""
+        if not self._offsets or self._test_clock is not None:
+            return ""
+        return repr(time.monotonic() + max(self._offsets) + 2 * self._link.policy_timeout)
+
     def _budget_keys(self, key: str) -> tuple[str, str]:
         k = self.prefix + key
         return k, k + ":expiry"
@@ -595,6 +609,7 @@ class RedisStore:
         args: list[Any] = [
             self._now(),
             self._hold_id(op.call_id),
+            self._stale_after(),
             ttl,
             budget_ttl,
             hold_ttl,
@@ -679,6 +694,8 @@ class RedisStore:
             )
         if kind == b"late":
             return Entered(float(reply[1]), False)
+        if kind == b"stale":  # applied nothing: as if Redis had not answered
+            raise StoreUnavailable("Redis ran the decision after its caller stopped waiting")
         if kind == b"budget":
             hold = op.holds[int(reply[1]) - 1]
             return Entered(budget_refusal=BudgetRefusal(hold.key, int(reply[2]), int(reply[3])))
@@ -928,7 +945,7 @@ class RedisStore:
         if call is not None:
             # Unanswered: the decision that follows degrades.
             with contextlib.suppress(StoreUnavailable):
-                self._processes = int(self._link.run(_scripts().heartbeat, *call))
+                self._heard(self._link.run(_scripts().heartbeat, *call))
 
     def _beat_soon(self) -> None:
         # Never ahead of the decision that is due: the heartbeat goes in the same batch.
@@ -940,7 +957,11 @@ class RedisStore:
 
     async def _beat_async(self, call: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
         with contextlib.suppress(StoreUnavailable):
-            self._processes = int(await self._link.run_async(_scripts().heartbeat, *call))
+            self._heard(await self._link.run_async(_scripts().heartbeat, *call))
+
+    def _heard(self, reply: list[Any]) -> None:
+        self._processes = int(reply[0])
+        self._offsets.append(float(reply[1]) - time.monotonic())
 
     @property
     def processes(self) -> int:

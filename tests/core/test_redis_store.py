@@ -366,3 +366,30 @@ async def test_what_makes_the_next_decision_stricter_reaches_redis_ahead_of_it(r
     assert after.budget_refusal is not None  # 0.008 + 0.004 > 0.01: it saw the overrun
     await store.aclose()
     assert budget.spent_usd == Decimal("0.008")
+
+
+async def test_decisions_redis_runs_after_their_callers_gave_up_take_nothing(
+    redis_url, redis_server
+) -> None:
+    # Decisions written as Redis stalls wait in its socket; their callers give up after
+    # the policy timeout and go on without Redis. Run when Redis wakes, they must not book
+    # turns (or hold budget) for calls that are gone: every process would wait behind them.
+    store = store_for(redis_url, policy_timeout=0.2, retry_interval=0.2)
+    budget = Budget("1", name="b", store=store)
+    for _ in range(2):  # connected; the first one's heartbeat has read Redis's clock
+        assert (await store.apply_async(turn(buckets=(COUNTER,)))).granted
+    asleep(redis_server, 1.0)
+    ops = [turn(buckets=(COUNTER,), holds=(budget.hold(Decimal("0.01")),)) for _ in range(5)]
+    ops += [turn(buckets=(COUNTER,)) for _ in range(5)]
+    outcomes = await asyncio.gather(*(store.apply_async(op) for op in ops), return_exceptions=True)
+    assert all(isinstance(o, BudgetUnavailableError) for o in outcomes[:5])
+    assert all(o.granted for o in outcomes[5:])  # on this process's own limiter
+    while not redis_server.ping():
+        await asyncio.sleep(0.05)
+    assert await store.apply_async(turn(buckets=(COUNTER,)))  # back on Redis
+    await store.aclose()
+    level = store.items("limit:")[COUNTER.key].level
+    # The three turns Redis gave in time, and the five this process gave on its own
+    # (charged when Redis was back); the ten decisions Redis ran late took nothing.
+    assert COUNTER.capacity - level == pytest.approx(3 + 5, abs=0.01)
+    assert (budget.spent_usd, budget.held_usd) == (0, 0)

@@ -1,7 +1,8 @@
 -- BeforeAttempt (operations.py: before_attempt): budget holds, the breaker's pass and the
 -- limiter's turn, all or nothing, in one round trip.
 -- KEYS: per hold its budget and expiries keys; the circuit (with a breaker); one
--- per bucket. ARGV[2] on: call, ttl, budget_ttl, hold_ttl, holds {cap, amount}, breaker
+-- per bucket. ARGV[2] on: call, stale (the Redis time after which its caller no longer
+-- waits for the reply; '': none), ttl, budget_ttl, hold_ttl, holds {cap, amount}, breaker
 -- (1 and {failure_threshold, cool_down, half_open_probes, success_threshold,
 -- probe_timeout}, or 0), buckets {spec}, and with buckets: tokens, tuning, max_wait ('':
 -- none).
@@ -9,6 +10,10 @@
 local now = clock()
 local op = {}
 op.call = arg()
+op.stale = n()
+-- Run after its caller gave up (it sat in a socket while Redis stalled), a decision would
+-- take a turn and hold budget for a call that has gone on without Redis: it takes nothing.
+if op.stale and now > op.stale then return {'stale'} end
 op.ttl = n()
 op.budget_ttl = n()
 op.hold_ttl = n()
