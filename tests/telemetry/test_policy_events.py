@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -131,6 +132,35 @@ def test_a_rate_limit_wait_is_an_event(otel: Any, make_client: Any) -> None:
     (waited,) = events(second, "holysheep.rate_limit.wait")
     assert 0 < waited["holysheep.wait_s"] <= 1.0
     assert waited["holysheep.reason"]
+
+
+def test_a_new_turn_taken_after_waking_late_is_an_event_too(
+    otel: Any, make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from holysheep_core import client as client_module
+
+    # The process oversleeps its first wait (starved for CPU): past its turn, the call
+    # takes a new one and waits again; the span shows both waits.
+    overslept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds + (0.0 if overslept else 0.3))
+        overslept.append(seconds)
+
+    monkeypatch.setattr(
+        client_module,
+        "time",
+        SimpleNamespace(sleep=sleep, monotonic=time.monotonic, perf_counter=time.perf_counter),
+    )
+    client = make_client(rate_limits=RateLimits(requests_per_second=1, request_burst=1))
+    client.chat_completion(model=BACKUP, messages=HI)
+    client.chat_completion(model=BACKUP, messages=HI)
+    second = otel.spans()[1]
+    waits = [e["holysheep.wait_s"] for e in events(second, "holysheep.rate_limit.wait")]
+    assert len(waits) == 2
+    assert waits == pytest.approx(overslept)
 
 
 def test_a_stream_that_breaks_ends_its_span_with_the_error(
