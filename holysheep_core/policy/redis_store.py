@@ -695,6 +695,7 @@ class RedisStore:
         if kind == b"late":
             return Entered(float(reply[1]), False)
         if kind == b"stale":  # applied nothing: as if Redis had not answered
+            self._next_beat = 0.0  # Redis's clock may have jumped: read it again
             raise StoreUnavailable("Redis ran the decision after its caller stopped waiting")
         if kind == b"budget":
             hold = op.holds[int(reply[1]) - 1]

@@ -393,3 +393,22 @@ async def test_decisions_redis_runs_after_their_callers_gave_up_take_nothing(
     # (charged when Redis was back); the ten decisions Redis ran late took nothing.
     assert COUNTER.capacity - level == pytest.approx(3 + 5, abs=0.01)
     assert (budget.spent_usd, budget.held_usd) == (0, 0)
+
+
+async def test_decisions_made_stale_by_a_clock_jump_read_the_clock_again(redis_url) -> None:
+    # Redis's clock jumps ahead (a step of its host's time): the offset this process
+    # read is wrong and its decisions look stale to Redis. It reads the clock again on
+    # the next heartbeat, at once, and is back on Redis a round trip later.
+    store = store_for(redis_url)
+    for _ in range(2):
+        assert (await store.apply_async(turn(buckets=(COUNTER,)))).granted
+    store._offsets.clear()
+    store._offsets.append(-1e6)  # as if Redis's clock had jumped 11 days on
+    for _ in range(4):  # the first one or two on its own, until the clock is read again
+        assert (await store.apply_async(turn(buckets=(COUNTER,)))).granted
+    assert not store._degraded
+    await store.aclose()
+    level = store.items("limit:")[COUNTER.key].level
+    # Every turn is counted once: four given by Redis, two let through here while the
+    # offset was wrong (charged to Redis when it was back).
+    assert COUNTER.capacity - level == pytest.approx(6, abs=0.01)
