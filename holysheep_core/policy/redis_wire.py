@@ -108,6 +108,25 @@ def _pack(command: tuple[Any, ...]) -> bytes:
     return b"".join(out)
 
 
+def _packer() -> Callable[[tuple[Any, ...]], bytes]:
+    """hiredis's packer when installed (C: half the time of :func:`_pack` for a
+    settlement's fifty arguments, and the same bytes), else :func:`_pack`."""
+    try:
+        from hiredis import pack_command
+    except ImportError:  # no hiredis, or one older than 2.1
+        return _pack
+
+    def pack(command: tuple[Any, ...]) -> bytes:
+        try:
+            return pack_command(command)
+        except TypeError:  # an argument it does not take (it takes str, int, float, bytes)
+            return _pack(command)
+
+    return pack
+
+
+_PACK = _packer()
+
 _Args = tuple[tuple[str, ...], tuple[Any, ...]]  # a script call's keys and args
 
 
@@ -227,7 +246,7 @@ class _Connection(asyncio.Protocol):
         self.sent.extend(out)
         self.awaited += sum(call.awaited for call in calls)
         assert self.transport is not None
-        self.transport.write(b"".join(_pack(call.command) for call in out))
+        self.transport.write(b"".join([_PACK(call.command) for call in out]))
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader

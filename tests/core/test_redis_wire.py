@@ -17,7 +17,7 @@ from holysheep_core import Budget, BudgetUnavailableError, RedisStore
 from holysheep_core.policy.operations import BeforeAttempt
 from holysheep_core.policy.ratelimit import BucketSpec
 from holysheep_core.policy.redis_link import Script, _Health
-from holysheep_core.policy.redis_wire import Endpoint, Wire, _pack, _Parser
+from holysheep_core.policy.redis_wire import _PACK, Endpoint, Wire, _pack, _Parser
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="needs redis-server")
 
@@ -248,9 +248,10 @@ async def test_a_call_that_can_wait_behind_a_lost_reply_is_still_answered(
     await wire.aclose()
 
 
-def test_commands_are_written_with_their_lengths_in_bytes() -> None:
-    command = ("EVALSHA", "f" * 40, 1, "{hs:n}:ledger:model:模型-é", "", 0.1, 10**18)
+@pytest.mark.parametrize("pack", [_pack, _PACK], ids=["python", "as-written"])
+def test_commands_are_written_with_their_lengths_in_bytes(pack) -> None:
+    command = ("EVALSHA", "f" * 40, 1, "{hs:n}:ledger:model:模型-é", "", 0.1, 1 / 3, 10**18)
     parser = _Parser()  # RESP requests read as replies: an array of bulk strings
-    parser.feed(_pack(command))
+    parser.feed(pack(command))
     assert parser.gets() == [str(part).encode() for part in command]
     assert parser.gets() is False  # nothing left over
