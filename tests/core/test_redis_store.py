@@ -378,7 +378,10 @@ async def test_decisions_redis_runs_after_their_callers_gave_up_take_nothing(
     budget = Budget("1", name="b", store=store)
     for _ in range(2):  # connected; the first one's heartbeat has read Redis's clock
         assert (await store.apply_async(turn(buckets=(COUNTER,)))).granted
-    asleep(redis_server, 1.0)
+    # Asleep for 2 s: the decisions below are sent within about 0.5 s of its start (the
+    # check that it sleeps waits that long) and are stale 0.4 s later; Redis runs them
+    # when it wakes, a second after that.
+    asleep(redis_server, 2.0)
     ops = [turn(buckets=(COUNTER,), holds=(budget.hold(Decimal("0.01")),)) for _ in range(5)]
     ops += [turn(buckets=(COUNTER,)) for _ in range(5)]
     outcomes = await asyncio.gather(*(store.apply_async(op) for op in ops), return_exceptions=True)
