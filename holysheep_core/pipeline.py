@@ -53,6 +53,9 @@ M = TypeVar("M", bound=BaseModel)
 # Times a call that woke past its turn takes a new one before it goes anyway (a process
 # starved that long sends late whatever it does).
 _LATE_TRIES = 3
+# Less than this ahead of its turn, a call with its pass goes (a wait that short costs
+# more than it keeps).
+_EARLY = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,27 +314,34 @@ class Pipeline:
         start: float,
         watch: CallWatch | None,
     ) -> Generator[Effect, Any, None]:
-        """Wait this attempt's turn in the rate limiter, then take the breaker's pass. A
-        call that woke too late for its turn, or got the pass too late, takes a new one."""
+        """Wait this attempt's turn in the rate limiter and take the breaker's pass (asked
+        for as long ahead of the turn as the store takes to give it), then go at the
+        turn. A call that woke too late for its turn, or got the pass too late, takes a
+        new one."""
         policies = self.policies
+        clock = self.clock
         try:
-            yield Wait(wait)
+            yield Wait(max(wait - policies.pass_lead(guard), 0.0))
             for tries_left in range(_LATE_TRIES, -1, -1):
-                left = None if deadline is None else deadline - (self.clock() - start)
+                left = None if deadline is None else deadline - (clock() - start)
                 op = policies.late(guard, left) if tries_left else None
                 if op is None:
                     op = policies.admit(guard)
+                    if op is not None:
+                        asked = clock()
+                        policies.admitted(guard, (yield from self._consult(op)))
+                        policies.pass_took(clock() - asked)
+                        op = policies.late_pass(guard, left) if tries_left else None
                     if op is None:
-                        return
-                    policies.admitted(guard, (yield from self._consult(op)))
-                    op = policies.late_pass(guard, left) if tries_left else None
-                    if op is None:
+                        early = policies.until_turn(guard)
+                        if early > _EARLY:
+                            yield Wait(early)
                         return
                 wait = policies.relimited(guard, (yield from self._consult(op)))
                 if wait > 0:
                     if watch is not None:
                         watch.event(RateLimitWait(guard.model, wait))
-                    yield Wait(wait)
+                    yield Wait(max(wait - policies.pass_lead(guard), 0.0))
         except BaseException:
             policies.abort(guard)
             raise

@@ -122,6 +122,10 @@ class CallGuard:
 # second's worth of late calls at once.
 LATE_TURN = 0.05
 
+# The most a waiting call asks for its breaker pass ahead of its turn (and holds it
+# before going): a pass is not held longer while waiting (it may be a probe's).
+PASS_LEAD_CAP = 0.5
+
 
 class Guard:
     def __init__(self, config: ClientConfig) -> None:
@@ -145,6 +149,8 @@ class Guard:
         self._shared_ledger = bool(getattr(store, "shares_ledger", False))
         # One per model name seen, like the store's own keys.
         self._gates: dict[str, Gate] = {}
+        # How long the store has lately taken to give a pass (a moving average).
+        self._pass_time = 0.0
 
     def gate(self, model: str) -> Gate:
         """The keys and limits of ``model``'s calls."""
@@ -366,6 +372,22 @@ class Guard:
             call.call_id, (), "", None, specs, float(call.tokens), self._tuning, max_wait
         )
 
+    def pass_lead(self, call: CallGuard) -> float:
+        """How long before its turn a waiting call asks for the breaker's pass: about
+        as long as the store has lately taken to give one, so that it comes by the turn
+        (a networked store under load answers in tens of milliseconds)."""
+        if call.admission is not None or self._breaker_policy is None:
+            return 0.0
+        return self._pass_time
+
+    def pass_took(self, seconds: float) -> None:
+        """Record how long the store took to give a pass."""
+        self._pass_time = min(PASS_LEAD_CAP, 0.8 * self._pass_time + 0.2 * seconds)
+
+    def until_turn(self, call: CallGuard) -> float:
+        """Seconds left until the call's turn (its pass came ahead of it)."""
+        return call.turn_at - self.clock()
+
     def late_pass(self, call: CallGuard, max_wait: float | None) -> BeforeAttempt | None:
         """After taking the breaker's pass: when that took the call more than
         ``LATE_TURN`` seconds past its turn (the store was slow to answer, as when Redis
@@ -376,16 +398,7 @@ class Guard:
             return None
         if self.clock() - call.turn_at <= LATE_TURN:
             return None
-        admission, call.admission = call.admission, None
-        op = AfterAttempt(
-            call.call_id,
-            call.gate.circuit_key,
-            self._breaker_policy,
-            admission,
-            Outcome.NEUTRAL,
-            tuning=self._tuning,
-        )
-        self._announce(call, self.finish(op))
+        self.abort(call)  # the pass back, without a verdict (the turn is not reserved)
         call.reserved = True  # the missed turn, spent as in :meth:`late`
         return self.late(call, max_wait)
 

@@ -551,3 +551,35 @@ def test_an_interrupted_probe_frees_its_slot(api_key: str, store_clock: Any) -> 
         assert transport.sent == 2
         assert client.stats().breakers == {key: "half_open"}
         assert client.stats().errors == {}
+
+
+def test_a_waiting_call_asks_for_its_pass_as_long_ahead_as_passes_have_taken(
+    api_key: str, store_clock: Any
+) -> None:
+    # A networked store under load gives passes in tens of milliseconds: asked for at the
+    # turn, each would come after it, and more than ``LATE_TURN`` after it the call takes
+    # a new turn (its own is spent). The lead follows how long passes have taken, up to
+    # a cap (a pass held while waiting may be a probe's), and nothing without a breaker.
+    from holysheep_core.policy.guard import PASS_LEAD_CAP
+
+    def guard_with(breaker: BreakerPolicy | None) -> Guard:
+        config = ClientConfig.resolve(
+            api_key=api_key,
+            policy_store=InMemoryStore(clock=store_clock.monotonic),
+            breaker=breaker,
+            rate_limits=RateLimits(requests_per_second=1, request_burst=1),
+        )
+        return Guard(config)
+
+    guard = guard_with(BreakerPolicy())
+    call = guard.open(MODEL, 0, None)
+    assert guard.pass_lead(call) == 0.0
+    for _ in range(30):
+        guard.pass_took(0.08)
+    assert guard.pass_lead(call) == pytest.approx(0.08, rel=0.01)
+    for _ in range(30):
+        guard.pass_took(5.0)  # a stalled store: the lead stops at the cap
+    assert guard.pass_lead(call) == PASS_LEAD_CAP
+    unbroken = guard_with(None)
+    unbroken.pass_took(0.08)
+    assert unbroken.pass_lead(unbroken.open(MODEL, 0, None)) == 0.0
