@@ -402,12 +402,14 @@ class Wire:
 
     def answered(self) -> None:
         """The reply the calls that can wait were waiting for has been read: they go with
-        the next write, at the end of the tick (after the callers it woke have made their
-        requests), whatever is awaited then."""
+        the next write once the callers it woke have written their requests, whatever is
+        awaited then. Two hops: aiohttp writes a request's body in a task of its own, a hop
+        after its caller's step; a hop sooner, the settlement's build and send would go
+        ahead of the request, on the call's own time."""
         self._later_behind = None
         if self._later:
             self._later_due = True
-            self._flush_soon()
+            asyncio.get_running_loop().call_soon(self._flush_soon)
 
     def _write(self, conn: _Connection, calls: list[_Call]) -> None:
         if not calls:

@@ -185,6 +185,51 @@ async def test_a_call_that_can_wait_is_built_and_written_after_the_reply_awaited
     await wire.aclose()
 
 
+async def test_a_call_that_can_wait_goes_after_the_request_its_reply_lets_go(
+    redis_url, base_url
+) -> None:
+    # A decision's reply lets its caller send its request. The settlement that waited for
+    # that reply must not be built and sent first, on the call's own time: the request goes,
+    # then the settlement, while the server answers.
+    import aiohttp
+
+    order: list[str] = []
+    trace = aiohttp.TraceConfig()
+
+    async def request_sent(*_: object) -> None:
+        order.append("request")
+
+    trace.on_request_chunk_sent.append(request_sent)
+
+    def build() -> tuple[tuple[str, ...], tuple[str, ...]]:
+        order.append("settlement")
+        return (), ("settlement",)
+
+    wire = wire_for(redis_url)
+    await wire.submit(ECHO, (), ("connect",))
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+
+        async def call() -> None:
+            body = {"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}
+            async with session.post(base_url + "/chat/completions", json=body) as response:
+                await response.read()  # a pooled connection, as a client's calls find
+
+        await call()
+        order.clear()
+
+        async def call_after_decision() -> None:
+            await wire.submit(ECHO, (), ("decision",))
+            await call()
+
+        caller = asyncio.create_task(call_after_decision())
+        await asyncio.sleep(0)  # its decision is on the wire
+        settlement = wire.submit_later(ECHO, build)
+        await caller
+        assert await settlement == b"settlement"
+    assert order == ["request", "settlement"]
+    await wire.aclose()
+
+
 async def test_decisions_made_after_a_call_that_can_wait_never_hold_it_back(redis_url) -> None:
     wire = wire_for(redis_url)
     await wire.submit(ECHO, (), ("connect",))
