@@ -164,6 +164,29 @@ def test_a_hold_left_by_a_crashed_process_expires_as_spent(redis_url) -> None:
     assert (budget.spent_usd, budget.held_usd) == (Decimal("0.4"), Decimal("0.1"))
 
 
+def test_holds_expire_at_their_own_time_when_an_earlier_one_was_settled(redis_url) -> None:
+    # A budget looks for expired holds only once its earliest hold's time has come. A
+    # settled hold leaves that time early: the look then finds nothing, and the holds still
+    # there must expire at their own times, not be forgotten.
+    now = [1000.0]
+    store = store_for(redis_url, hold_ttl=10.0, clock=lambda: now[0])
+    budget = Budget("1", name="b", store=store)
+    first = hold_op(budget, "0.2")
+    store.apply(first)
+    store.apply(settle_op(budget, first, "0.2"))
+    now[0] = 1005.0
+    store.apply(hold_op(budget, "0.3"))  # never settled: expires at 1015
+    now[0] = 1011.0  # past the first hold's time, not the second's
+    store.apply(hold_op(budget, "0.1"))  # expires at 1021
+    assert (budget.spent_usd, budget.held_usd) == (Decimal("0.2"), Decimal("0.4"))
+    now[0] = 1016.0
+    store.apply(hold_op(budget, "0.05"))  # expires at 1026
+    assert (budget.spent_usd, budget.held_usd) == (Decimal("0.5"), Decimal("0.15"))
+    now[0] = 1026.0
+    store.apply(hold_op(budget, "0.05"))
+    assert (budget.spent_usd, budget.held_usd) == (Decimal("0.65"), Decimal("0.05"))
+
+
 def test_two_stores_share_one_circuit(redis_url) -> None:
     a = RedisStore(redis_url, namespace="shared-circuit", policy_timeout=5.0)
     b = RedisStore(redis_url, namespace="shared-circuit", policy_timeout=5.0)

@@ -102,8 +102,7 @@ end
 for _, spent in ipairs(op.settles or {}) do
   local bkey, zkey = KEYS[k], KEYS[k + 1]
   k = k + 2
-  budget_expire_holds(bkey, zkey, now)
-  local v = redis.call('HMGET', bkey, 'spent', 'held', 'x', HOLD .. op.call)
+  local v = budget_read(bkey, zkey, op.call, now)
   local amount = tonumber(v[4])
   if amount then
     redis.call('HDEL', bkey, HOLD .. op.call)

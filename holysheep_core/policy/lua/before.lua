@@ -32,15 +32,16 @@ local k = 1
 -- Budgets first: a refusal changes nothing.
 local holds = op.holds or {}
 local taking = {}
+local budgets = {} -- by key: its held and n as they will be written (holds may share one)
 for i, h in ipairs(holds) do
   local bkey, zkey = KEYS[k], KEYS[k + 1]
   k = k + 2
-  budget_expire_holds(bkey, zkey, now)
-  local v = redis.call('HMGET', bkey, 'spent', 'held', 'x', HOLD .. op.call)
+  local v = budget_read(bkey, zkey, op.call, now)
   if not v[4] then -- held already (this operation sent again): nothing more
     local spent, held = num(v[1], 0), num(v[2], 0)
     if spent + held + h[2] > h[1] then return {'budget', i, spent, held} end
-    taking[#taking + 1] = {bkey, zkey, h[2], num(v[3], nil)}
+    budgets[bkey] = budgets[bkey] or {held = held, n = num(v[5], nil)}
+    taking[#taking + 1] = {bkey, zkey, h[2], num(v[3], nil), budgets[bkey]}
   end
 end
 
@@ -75,9 +76,16 @@ end
 
 -- Granted: write it all.
 for _, t in ipairs(taking) do
-  redis.call('HINCRBY', t[1], 'held', I(t[3])) -- two holds may share a budget
-  budget_write(t[1], t[2], {HOLD .. op.call, I(t[3])}, t[4], op.budget_ttl, now)
-  redis.call('ZADD', t[2], F(now + op.hold_ttl), op.call)
+  local b, expiry = t[5], now + op.hold_ttl
+  local at = F(expiry)
+  b.held = b.held + t[3]
+  local fields = {'held', I(b.held), HOLD .. op.call, I(t[3])}
+  if not b.n or expiry < b.n then
+    b.n = expiry
+    fields[5], fields[6] = 'n', at
+  end
+  budget_write(t[1], t[2], fields, t[4], op.budget_ttl, now)
+  redis.call('ZADD', t[2], at, op.call)
 end
 for i, spec in ipairs(specs) do
   local amount = op.tokens

@@ -159,29 +159,48 @@ local function hset_kept(key, fields, x, need, ttl, now)
 end
 
 -- Budgets -----------------------------------------------------------------------------
--- A budget is a hash {spent, held, x, h:<call>: its hold} of integer nano-USD, and a sorted
--- set of the holds' expiry times with a member '~' at +inf that keeps it from emptying (an
--- empty set is deleted, and made again without a TTL). A hold still there at its expiry
--- counts as spent: its process is gone, and the server may have billed the call it was
--- sending.
+-- A budget is a hash {spent, held, x, n, h:<call>: its hold} of integer nano-USD, and a
+-- sorted set of the holds' expiry times with a member '~' at +inf that keeps it from
+-- emptying (an empty set is deleted, and made again without a TTL). A hold still there at
+-- its expiry counts as spent: its process is gone, and the server may have billed the call
+-- it was sending. 'n' is a time no later than the earliest hold's expiry (absent: no hold),
+-- so that the set is searched only once that time has come; a settled hold leaves 'n'
+-- early, and the search that then finds nothing moves it on.
 
 local HOLD = 'h:'
 
 local function budget_expire_holds(bkey, zkey, now)
   local expired = redis.call('ZRANGEBYSCORE', zkey, '-inf', F(now))
-  if #expired == 0 then return end
-  local total = 0
-  for i = 1, #expired, 1000 do -- unpack takes a bounded number of values
-    local fields = {}
-    for j = i, math.min(i + 999, #expired) do fields[#fields + 1] = HOLD .. expired[j] end
-    for _, amount in ipairs(redis.call('HMGET', bkey, unpack(fields))) do
-      total = total + (tonumber(amount) or 0)
+  if #expired > 0 then
+    local total = 0
+    for i = 1, #expired, 1000 do -- unpack takes a bounded number of values
+      local fields = {}
+      for j = i, math.min(i + 999, #expired) do fields[#fields + 1] = HOLD .. expired[j] end
+      for _, amount in ipairs(redis.call('HMGET', bkey, unpack(fields))) do
+        total = total + (tonumber(amount) or 0)
+      end
+      redis.call('HDEL', bkey, unpack(fields))
     end
-    redis.call('HDEL', bkey, unpack(fields))
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', F(now))
+    redis.call('HINCRBY', bkey, 'spent', I(total))
+    redis.call('HINCRBY', bkey, 'held', I(-total))
   end
-  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', F(now))
-  redis.call('HINCRBY', bkey, 'spent', I(total))
-  redis.call('HINCRBY', bkey, 'held', I(-total))
+  local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES') -- '~' last: +inf
+  if first[1] and first[1] ~= '~' then
+    redis.call('HSET', bkey, 'n', first[2]) -- the hash is there: 'n' was
+  else
+    redis.call('HDEL', bkey, 'n')
+  end
+end
+
+-- The budget's {spent, held, x, the call's hold, n}, holds past their expiry spent first.
+local function budget_read(bkey, zkey, call, now)
+  local v = redis.call('HMGET', bkey, 'spent', 'held', 'x', HOLD .. call, 'n')
+  if v[5] and now >= tonumber(v[5]) then
+    budget_expire_holds(bkey, zkey, now)
+    v = redis.call('HMGET', bkey, 'spent', 'held', 'x', HOLD .. call, 'n')
+  end
+  return v
 end
 
 -- HSET fields on the budget's hash, which then lives budget_ttl at least, and its holds'
