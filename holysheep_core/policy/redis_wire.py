@@ -314,7 +314,8 @@ class Wire:
         # Calls no decision needs to see (a plain success's settlement): written when no
         # reply is awaited, so that Redis runs them while the caller makes its request,
         # at the latest with the first write after the last reply awaited when they were
-        # due has come (one round trip: decisions made since do not hold them back).
+        # due has come and its callers have written their requests (one round trip:
+        # decisions made since do not hold them back).
         self._later: list[_Call] = []
         self._later_behind: _Call | None = None
         self._later_due = False
