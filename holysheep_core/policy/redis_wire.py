@@ -319,6 +319,7 @@ class Wire:
         self._later: list[_Call] = []
         self._later_behind: _Call | None = None
         self._later_due = False
+        self._later_hop = False  # due, but no sooner than a hop after the callers' step
         self._watchdog: asyncio.TimerHandle | None = None
 
     def submit(
@@ -349,7 +350,7 @@ class Wire:
 
     def _take_later(self) -> list[_Call]:
         calls, self._later = self._later, []
-        self._later_behind, self._later_due = None, False
+        self._later_behind, self._later_due, self._later_hop = None, False, False
         ready = []
         for call in calls:
             assert call.script is not None and call.build is not None
@@ -395,7 +396,13 @@ class Wire:
             return
         calls, self._queued = self._queued, []
         if self._later:
-            if self._later_due or not (conn.sent or calls):
+            if self._later_hop and not calls:
+                # Nothing else to write yet: the callers woken have made no decision,
+                # and may be writing their requests in tasks of their own (aiohttp writes a
+                # request's body a hop after its caller's step). Go after them.
+                self._later_hop = False
+                self._flush_soon()
+            elif self._later_due or not (conn.sent or calls):
                 calls += self._take_later()
             elif self._later_behind is None:
                 self._later_behind = calls[-1] if calls else conn.sent[-1]
@@ -403,14 +410,14 @@ class Wire:
 
     def answered(self) -> None:
         """The reply the calls that can wait were waiting for has been read: they go with
-        the next write once the callers it woke have written their requests, whatever is
-        awaited then. Two hops: aiohttp writes a request's body in a task of its own, a hop
-        after its caller's step; a hop sooner, the settlement's build and send would go
-        ahead of the request, on the call's own time."""
+        the decisions that the callers it woke make in their step, in one write; without
+        such decisions, a hop later, once those callers have written their requests: a hop
+        sooner, the settlement's build and send would go ahead of the request, on the
+        call's own time."""
         self._later_behind = None
         if self._later:
-            self._later_due = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
+            self._later_due = self._later_hop = True
+            self._flush_soon()
 
     def _write(self, conn: _Connection, calls: list[_Call]) -> None:
         if not calls:
